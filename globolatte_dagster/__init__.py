@@ -1,0 +1,1 @@
+"""GloboLatte data and ML platform."""

@@ -1,0 +1,159 @@
+"""Raw layer: sales and weather per region and day, from the landing zone into the warehouse."""
+
+
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from globolatte_dagster.defs.ingestion.checks import SALES_CHECKS, sales_check_results
+from globolatte_dagster.defs.partitions import region_day
+from globolatte_dagster.lib import contract
+from globolatte_dagster.lib.ingest import FileRejected, LandedFile, parse_weather, validate_sales
+from globolatte_dagster.lib.schema import REGION_DAY, SALES, SALES_REJECTS, WEATHER
+from globolatte_dagster.resources.landing import LandingZone
+
+WAREHOUSE_KINDS = {"pandas", "duckdb", "snowflake"}
+
+
+def run_partitions(context: dg.AssetExecutionContext) -> list[tuple[str, str]]:
+    """The (region, day) pairs of this run: one partition, or every partition of a backfill range."""
+    keys = context.partition_keys
+    return sorted((k.keys_by_dimension["region"], k.keys_by_dimension["day"]) for k in map(_multi, keys))
+
+
+def _multi(key: str | dg.MultiPartitionKey) -> dg.MultiPartitionKey:
+    if isinstance(key, dg.MultiPartitionKey):
+        return key
+    return region_day.get_partition_key_from_str(key)
+
+
+# Above this many days of one region in a run, one listing of the region beats a listing per day.
+_PER_DAY_LISTING_MAX = 31
+
+
+def landed_objects(landing: LandingZone, kind: str, partitions: list[tuple[str, str]]):
+    """(landing object, parsed path) of every contract file of `kind` in the given partitions."""
+    prefix_of = contract.sales_prefix if kind == "sales" else contract.weather_prefix
+    for region in sorted({r for r, _ in partitions}):
+        wanted = sorted({d for r, d in partitions if r == region})
+        if len(wanted) > _PER_DAY_LISTING_MAX or kind != "sales":
+            listings = [landing.list(prefix_of(region))]
+        else:
+            listings = [landing.list(prefix_of(region, d)) for d in wanted]
+        wanted_set = set(wanted)
+        for listing in listings:
+            for obj in listing:
+                try:
+                    path = contract.parse_landing_path(obj.path)
+                except contract.ContractError:
+                    continue  # stray file: the sensor logs it
+                if path.kind == kind and path.day is not None and path.day.isoformat() in wanted_set:
+                    yield obj, path
+
+
+def landed_sales(landing: LandingZone, partitions: list[tuple[str, str]]) -> list[LandedFile]:
+    return [
+        LandedFile(obj.path, path.region, path.day, landing.read_bytes(obj.path), obj.fingerprint)
+        for obj, path in landed_objects(landing, "sales", partitions)
+    ]
+
+
+@dg.multi_asset(
+    outs={
+        "sales": dg.AssetOut(
+            key=SALES.key,
+            description="Valid sales rows per region and day, loaded from sales/<region>/<day>/*.csv.",
+            metadata={"partition_expr": REGION_DAY},
+            io_manager_key="warehouse_io_manager",
+            kinds=WAREHOUSE_KINDS,
+        ),
+        "sales_rejects": dg.AssetOut(
+            key=SALES_REJECTS.key,
+            description="Sales rows that broke the landing contract, with file, line, column and reason.",
+            metadata={"partition_expr": REGION_DAY},
+            io_manager_key="warehouse_io_manager",
+            kinds=WAREHOUSE_KINDS,
+        ),
+    },
+    ins={"products": dg.AssetIn(key=["core", "products"])},
+    partitions_def=region_day,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=SALES_CHECKS,
+    group_name="raw",
+    pool="warehouse",
+)
+def sales(context: dg.AssetExecutionContext, landing: LandingZone, products: pd.DataFrame):
+    """Load and validate the landed sales files of every partition in the run, in bulk."""
+    partitions = run_partitions(context)
+    files = landed_sales(landing, partitions)
+    try:
+        batch = validate_sales(files, products["product_id"])
+    except FileRejected as exc:
+        raise dg.Failure(
+            description=f"Partition not loaded: {exc}",
+            metadata={"file": exc.path, "problem": exc.problem},
+        ) from exc
+    valid, rejects = batch.valid, batch.rejects
+    context.log.info(f"{len(partitions)} partition(s), {len(files)} file(s): {len(valid)} rows, {len(rejects)} rejected")
+    revenue = valid.groupby("region")["total_price"].sum().round(2).to_dict()
+    yield dg.Output(
+        valid,
+        output_name="sales",
+        metadata={
+            "rows_loaded": len(valid),
+            "rows_rejected": len(rejects),
+            "rejected_by_reason": dg.MetadataValue.json(batch.rejected_by_reason()),
+            "revenue_local_currency": dg.MetadataValue.json(revenue),
+            "files": dg.MetadataValue.md(_files_table(batch.files)),
+            "partitions": len(partitions),
+        },
+    )
+    yield dg.Output(rejects, output_name="sales_rejects", metadata={"rows_rejected": len(rejects)})
+    yield from sales_check_results(batch, partitions, products["product_id"])
+
+
+def _files_table(files: list[dict], limit: int = 200) -> str:
+    lines = ["| file | bytes | rows | fingerprint |", "|---|---:|---:|---|"]
+    lines += [f"| {f['path']} | {f['bytes']} | {f['rows']} | `{f['fingerprint']}` |" for f in files[:limit]]
+    if len(files) > limit:
+        lines.append(f"| … and {len(files) - limit} more | | | |")
+    return "\n".join(lines) if files else "no file landed for these partitions"
+
+
+@dg.asset(
+    key=WEATHER.key,
+    partitions_def=region_day,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    metadata={"partition_expr": REGION_DAY},
+    io_manager_key="warehouse_io_manager",
+    kinds=WAREHOUSE_KINDS,
+    group_name="raw",
+    pool="warehouse",
+)
+def weather(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataFrame:
+    """Observed or forecast weather per region and day; a missing or unusable day is reported, not fatal."""
+    partitions = run_partitions(context)
+    found = {path.partition: obj for obj, path in landed_objects(landing, "weather", partitions)}
+    frames, missing, unusable = [], [], []
+    for region, day in partitions:
+        obj = found.get((region, day))
+        if obj is None:
+            missing.append(f"{region}|{day}")
+            continue
+        try:
+            lf = LandedFile(obj.path, region, date.fromisoformat(day), landing.read_bytes(obj.path), obj.fingerprint)
+            frames.append(parse_weather(lf))
+        except FileRejected as exc:
+            unusable.append(str(exc))
+    if missing or unusable:
+        context.log.warning(f"weather missing for {len(missing)} day(s), unusable for {len(unusable)}")
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=WEATHER.column_names)
+    context.add_output_metadata(
+        {
+            "days_loaded": len(out),
+            "days_missing": dg.MetadataValue.text(", ".join(missing[:100]) or "none"),
+            "files_unusable": dg.MetadataValue.text("\n".join(unusable[:50]) or "none"),
+        }
+    )
+    return out

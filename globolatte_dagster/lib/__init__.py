@@ -1,0 +1,1 @@
+"""Pure, typed code with no dagster import: contract, features, models, metrics."""

@@ -1,0 +1,150 @@
+"""Warehouse tables: one definition, rendered as DuckDB or Snowflake DDL.
+
+An asset key is `[schema, table]` and names the same table in DuckDB and Snowflake. Identifiers come only
+from these constants; column order here is the order the IO managers insert in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# logical type -> (duckdb, snowflake)
+_TYPES: dict[str, tuple[str, str]] = {
+    "text": ("VARCHAR", "VARCHAR"),
+    "int": ("BIGINT", "NUMBER(38,0)"),
+    "float": ("DOUBLE", "FLOAT"),
+    "date": ("DATE", "DATE"),
+    "timestamp": ("TIMESTAMP", "TIMESTAMP_NTZ"),
+    "bool": ("BOOLEAN", "BOOLEAN"),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    partition_expr: dict[str, str] | str | None = None
+
+    @property
+    def key(self) -> list[str]:
+        return [self.schema, self.name]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def ddl(self, dialect: str = "duckdb") -> str:
+        idx = 0 if dialect == "duckdb" else 1
+        cols = ",\n  ".join(
+            f"{c.name} {_TYPES[c.type][idx]}{'' if c.nullable else ' NOT NULL'}" for c in self.columns
+        )
+        return f"CREATE TABLE IF NOT EXISTS {self.schema}.{self.name} (\n  {cols}\n)"
+
+
+def _c(name: str, type_: str, nullable: bool = True) -> Column:
+    return Column(name, type_, nullable)
+
+
+REGION_DAY = {"region": "region", "day": "day"}
+
+SALES = Table(
+    "raw",
+    "sales",
+    (
+        _c("region", "text", False),
+        _c("day", "date", False),
+        _c("transaction_id", "text", False),
+        _c("business_unit", "text", False),
+        _c("product_id", "text", False),
+        _c("customer_id", "text"),  # NULL for a guest sale
+        _c("quantity", "int", False),
+        _c("total_price", "float", False),
+        _c("transaction_date", "timestamp", False),
+        _c("payment_method", "text", False),
+        _c("extra", "text"),  # JSON object of columns beyond the contract, or NULL
+        _c("source_file", "text", False),
+        _c("source_line", "int", False),
+    ),
+    REGION_DAY,
+)
+SALES_REJECTS = Table(
+    "raw",
+    "sales_rejects",
+    (
+        _c("region", "text", False),
+        _c("day", "date", False),
+        _c("source_file", "text", False),
+        _c("source_line", "int", False),
+        _c("column_name", "text"),
+        _c("reason", "text", False),
+        _c("raw_record", "text"),  # JSON object of the row as it was in the file
+    ),
+    REGION_DAY,
+)
+WEATHER = Table(
+    "raw",
+    "weather",
+    (
+        _c("region", "text", False),
+        _c("day", "date", False),
+        _c("temp_max_c", "float"),
+        _c("temp_min_c", "float"),
+        _c("precip_mm", "float"),
+        _c("source_file", "text"),
+    ),
+    REGION_DAY,
+)
+PRODUCTS = Table(
+    "core",
+    "products",
+    (
+        _c("product_id", "text", False),
+        _c("product_name", "text"),
+        _c("category", "text"),
+        _c("price", "float"),
+        _c("serving", "text"),
+    ),
+)
+CUSTOMERS = Table(
+    "core",
+    "customers",
+    (
+        _c("customer_id", "text", False),
+        _c("email_hash", "text"),
+        _c("location", "text"),
+        _c("signup_date", "date"),
+    ),
+)
+CALENDAR = Table(
+    "core",
+    "calendar",
+    (
+        _c("region", "text", False),
+        _c("day", "date", False),
+        _c("country", "text", False),
+        _c("weekday", "int", False),  # 0 = Monday
+        _c("is_weekend", "bool", False),
+        _c("is_holiday", "bool", False),
+        _c("holiday_name", "text"),
+        _c("season", "text", False),
+    ),
+)
+
+RAW_TABLES: tuple[Table, ...] = (SALES, SALES_REJECTS, WEATHER)
+CORE_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, CALENDAR)
+# ML and mart tables are added by their modules through `register`.
+TABLES: dict[tuple[str, str], Table] = {(t.schema, t.name): t for t in (*RAW_TABLES, *CORE_TABLES)}
+SCHEMAS: tuple[str, ...] = ("raw", "core", "ml", "mart")
+
+
+def register(table: Table) -> Table:
+    TABLES[(table.schema, table.name)] = table
+    return table

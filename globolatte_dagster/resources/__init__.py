@@ -1,0 +1,41 @@
+"""Resources: one abstract interface each, a local and an Azure implementation.
+
+`environment_definitions()` is the one place that maps `GLOBOLATTE_ENV` to implementations.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from globolatte_dagster import settings
+
+
+def local_resources() -> dict:
+    from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
+    from globolatte_dagster.resources.landing import LocalLandingZone
+    from globolatte_dagster.resources.secrets import HashKey
+    from globolatte_dagster.resources.warehouse import DuckDBWarehouse
+
+    home = settings.home()
+    database = str(home / "warehouse.duckdb")
+    return {
+        "landing": LocalLandingZone(root=str(settings.landing_dir())),
+        "warehouse": DuckDBWarehouse(database=database),
+        "warehouse_io_manager": WarehouseDuckDBIOManager(database=database),
+        "hash_key": HashKey(key_file=str(home / "secrets" / "email_hash_key")),
+    }
+
+
+def azure_resources() -> dict:
+    from globolatte_dagster.resources.azure import azure_resources as build
+
+    return build()
+
+
+def environment_definitions(env: str | None = None) -> dg.Definitions:
+    """Resources (and the executor) for `GLOBOLATTE_ENV`: `local` (default) or `azure`."""
+    env = env or settings.env()
+    if env == "azure":
+        return dg.Definitions(resources=azure_resources())
+    # DuckDB allows one writing process: steps of a local run share the run's process.
+    return dg.Definitions(resources=local_resources(), executor=dg.in_process_executor)

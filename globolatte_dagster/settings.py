@@ -1,0 +1,71 @@
+"""Every environment variable the platform reads, in one place.
+
+The deploy checks cross-check this list against `deploy/helm/values.yaml` and the README.
+Values are read by resources through `dg.EnvVar` (secrets) or when the resource dictionary
+is built; nothing here reads them at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    description: str
+    secret: bool = False
+    required_in_azure: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GLOBOLATTE_ENV", "`local` (default) or `azure`: picks the resources"),
+    Setting("GLOBOLATTE_HOME", "local state: warehouse, registry, Dagster home (default .globolatte)"),
+    Setting("GLOBOLATTE_LANDING", "local landing folder (default $GLOBOLATTE_HOME/landing)"),
+    Setting(
+        "GLOBOLATTE_HASH_KEY",
+        "key of the email hash in core/customers (generated under GLOBOLATTE_HOME when unset locally)",
+        secret=True,
+        required_in_azure=True,
+    ),
+    # Azure Blob landing zone
+    Setting("AZURE_STORAGE_ACCOUNT_URL", "landing storage account, https://<account>.blob.core.windows.net", required_in_azure=True),
+    Setting("AZURE_STORAGE_CONTAINER", "landing container (default `landing`)"),
+    Setting("AZURE_STORAGE_SAS_TOKEN", "optional SAS token instead of DefaultAzureCredential", secret=True),
+    Setting("AZURE_STORAGE_ACCOUNT_KEY", "optional account key instead of DefaultAzureCredential", secret=True),
+    Setting("AZURE_STORAGE_CONNECTION_STRING", "connection string, for Azurite only", secret=True),
+    # Snowflake warehouse
+    Setting("SNOWFLAKE_ACCOUNT", "Snowflake account identifier", required_in_azure=True),
+    Setting("SNOWFLAKE_USER", "service user", required_in_azure=True),
+    Setting("SNOWFLAKE_ROLE", "role (TRANSFORMER for the platform)", required_in_azure=True),
+    Setting("SNOWFLAKE_WAREHOUSE", "virtual warehouse", required_in_azure=True),
+    Setting("SNOWFLAKE_DATABASE", "database (GLOBOLATTE)", required_in_azure=True),
+    Setting("SNOWFLAKE_PRIVATE_KEY", "PEM private key for key-pair authentication", secret=True),
+    Setting("SNOWFLAKE_PRIVATE_KEY_PASSWORD", "passphrase of the private key, if any", secret=True),
+    Setting("SNOWFLAKE_PASSWORD", "password, only where key-pair authentication is not used", secret=True),
+    # Azure ML
+    Setting("AZURE_SUBSCRIPTION_ID", "subscription of the Azure ML workspace", required_in_azure=True),
+    Setting("AZURE_RESOURCE_GROUP", "resource group of the Azure ML workspace", required_in_azure=True),
+    Setting("AZUREML_WORKSPACE_NAME", "Azure ML workspace", required_in_azure=True),
+    Setting("AZUREML_ENDPOINT_NAME", "managed online endpoint name (default globolatte-scoring)"),
+)
+
+SETTING_NAMES: frozenset[str] = frozenset(s.name for s in SETTINGS)
+
+
+def env() -> str:
+    value = os.environ.get("GLOBOLATTE_ENV", "local").strip().lower() or "local"
+    if value not in ("local", "azure"):
+        raise ValueError(f"GLOBOLATTE_ENV must be 'local' or 'azure', not '{value}'")
+    return value
+
+
+def home() -> Path:
+    return Path(os.environ.get("GLOBOLATTE_HOME", ".globolatte")).resolve()
+
+
+def landing_dir() -> Path:
+    value = os.environ.get("GLOBOLATTE_LANDING")
+    return Path(value).resolve() if value else home() / "landing"

@@ -1,0 +1,29 @@
+"""The GloboLatte simulator: landing files with planted personas, weather and holiday effects."""
+
+from .generator import (
+    BROKEN_COLUMNS,
+    BROKEN_KINDS,
+    DaySales,
+    SimConfig,
+    SimulationSummary,
+    Simulator,
+    has_sales,
+    last_sales_day,
+    load_config,
+    simulate,
+    write_day,
+)
+
+__all__ = [
+    "BROKEN_COLUMNS",
+    "BROKEN_KINDS",
+    "DaySales",
+    "SimConfig",
+    "SimulationSummary",
+    "Simulator",
+    "has_sales",
+    "last_sales_day",
+    "load_config",
+    "simulate",
+    "write_day",
+]
