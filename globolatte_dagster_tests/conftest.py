@@ -11,6 +11,15 @@ from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
 from globolatte_dagster.resources.landing import LandingZone, LocalLandingZone
 from globolatte_dagster.resources.secrets import HashKey
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
+from globolatte_dagster_tests.azure_fixtures import (  # noqa: F401 (fixtures and the marker hook)
+    azure_env,
+    azurite,
+    azurite_container,
+    azurite_landing,
+    fake_snowflake,
+    pytest_collection_modifyitems,
+    snowflake_private_key,
+)
 
 PRODUCTS_CSV = b"""product_id,product_name,category,price,serving
 P001,Latte,coffee,3.50,hot
@@ -30,7 +39,7 @@ C002,Bo Chen,bo@example.com,New York,2023-03-09
 C003,Cy Diaz,,Toronto,
 """
 
-LANDING_KINDS = ["local"]
+LANDING_KINDS = ["local", "azurite"]
 
 
 @pytest.fixture(params=LANDING_KINDS)

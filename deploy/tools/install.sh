@@ -27,7 +27,13 @@ if [[ -x "$TOOLS/bin/checkov" && "$(installed_version)" == "$CHECKOV_VERSION" ]]
 else
   echo "installing checkov $CHECKOV_VERSION into $TOOLS"
   [[ -x "$TOOLS/bin/python" ]] || "$PYTHON" -m venv "$TOOLS"
-  "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  log="$(mktemp)"
+  if ! "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
   "$TOOLS/bin/checkov" --version
 fi
 

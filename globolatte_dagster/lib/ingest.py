@@ -58,7 +58,9 @@ def decode_csv(path: str, data: bytes, required: Sequence[str]) -> tuple[list[st
     """Parse a UTF-8 CSV with a header. Returns header, rows and each row's 1-based line number."""
     if not data.strip():
         raise FileRejected(path, "the file is empty")
-    if b"\x00" in data[:65536] or b"\x00" in data:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise FileRejected(path, "UTF-16 text, not UTF-8 as the contract requires")
+    if b"\x00" in data:
         raise FileRejected(path, "binary content (NUL bytes), not a UTF-8 CSV")
     try:
         text = data.decode("utf-8-sig")

@@ -23,6 +23,8 @@ def local_resources() -> dict:
         "warehouse": DuckDBWarehouse(database=database),
         "warehouse_io_manager": WarehouseDuckDBIOManager(database=database),
         "hash_key": HashKey(key_file=str(home / "secrets" / "email_hash_key")),
+        # Python objects (trained models) between assets; the registry keeps the versions that matter.
+        "model_io_manager": dg.FilesystemIOManager(base_dir=str(home / "artifacts")),
     }
 
 

@@ -27,7 +27,6 @@ from globolatte_dagster.lib.contract import (
     REGIONS,
     SALES_COLUMNS,
     SALES_PREFIX,
-    WEATHER_PREFIX,
     ContractError,
     parse_day,
     sales_prefix,
@@ -51,6 +50,8 @@ from .personas import (
     ICED_SCALE,
     ICED_SENSITIVE,
     PERSONAS,
+    TREAT_MIN_PRICE,
+    TREAT_P,
     Population,
     affinity_matrix,
     build_population,
@@ -72,6 +73,7 @@ _SERVING = np.array([p.serving for p in PRODUCTS])
 _SEASONAL = np.array([p.seasonal for p in PRODUCTS])
 _PAYMENTS = np.array(PAYMENT_METHODS, dtype=object)
 _HMS = np.array([f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86400)], dtype=object)
+_CENTS = np.array([f"{i:02d}" for i in range(100)], dtype=object)
 _SEQ = np.array([f"{i:05d}" for i in range(100000)], dtype=object)
 
 
@@ -206,7 +208,7 @@ class Simulator:
         if m >= len(_SEQ):
             raise ValueError(f"{m} transactions in {region} on {day}: more than the id format allows")
         pv = pop.persona[v]
-        u = rng.random((m, 14))
+        u = rng.random((m, 15))
         z = rng.standard_normal(m)
         cum = self._cumulative(region, day)
 
@@ -222,6 +224,8 @@ class Simulator:
         slot = (u[:, 3] >= 0.7).astype(np.int64)
         favourite = np.where(iced, pop.fav_iced[v, slot], pop.fav_hot[v, slot])
         explored = np.where(iced, explore("iced", u[:, 4]), explore("hot", u[:, 4]))
+        if off:  # weekends and holidays: often the customer's treat rather than the usual hot drink
+            favourite = np.where(~iced & (u[:, 14] < TREAT_P), pop.fav_treat[v], favourite)
         drink = np.where(u[:, 2] < pop.repeat[v], favourite, explored)
 
         # Food: the weekday favourite on weekdays, the weekend favourite on weekends and holidays.
@@ -245,9 +249,7 @@ class Simulator:
 
         third = explore("any", u[:, 11])
         has_third = (
-            (u[:, 12] < _P_THIRD[pv])
-            & ~(has_drink & (third == drink))
-            & ~(has_food & (third == food))
+            (u[:, 12] < _P_THIRD[pv]) & ~(has_drink & (third == drink)) & ~(has_food & (third == food))
         )
 
         # Time of day and payment.
@@ -255,7 +257,9 @@ class Simulator:
         lo, hi = OPEN_HOURS
         hour = np.where(hour < lo, 2 * lo - hour, np.where(hour >= hi, 2 * hi - hour, hour))  # reflect
         secs = (np.clip(hour, OPEN_HOURS[0], OPEN_HOURS[1] - 1e-4) * 3600).astype(np.int64)
-        pay = np.where(u[:, 13] < PREFERRED_PAYMENT_P, pop.payment[v], rng.integers(0, len(PAYMENT_METHODS), m))
+        pay = np.where(
+            u[:, 13] < PREFERRED_PAYMENT_P, pop.payment[v], rng.integers(0, len(PAYMENT_METHODS), m)
+        )
 
         # Transactions in time order, rows in item order within a transaction.
         order = np.argsort(secs, kind="stable")
@@ -270,7 +274,8 @@ class Simulator:
 
         uq = rng.random(n_rows)
         qty = 1 + (uq > _QTY_CUM[persona_row, 0]).astype(np.int64) + (uq > _QTY_CUM[persona_row, 1])
-        total = np.round(qty * _PRICE_USD[product] / info.usd_per_unit, 2)
+        cents = np.rint(qty * _PRICE_USD[product] / info.usd_per_unit * 100).astype(np.int64)
+        total = (cents // 100).astype(str).astype(object) + "." + _CENTS[cents % 100]
         day_text = day.isoformat()
         tid = (f"{info.business_unit[3:]}-{day:%Y%m%d}-" + _SEQ[1 : m + 1])[t_of_row]
         frame = pd.DataFrame(
@@ -322,7 +327,10 @@ class Simulator:
         if not split:
             parts = [("sales.csv", np.arange(n_rows), 0, None)]
         else:
-            parts = [(f"store_{k + 1:02d}.csv", np.flatnonzero(store == k), int(variants[k]), k) for k in range(n_files)]
+            parts = [
+                (f"store_{k + 1:02d}.csv", np.flatnonzero(store == k), int(variants[k]), k)
+                for k in range(n_files)
+            ]
         for name, rows, variant, k in parts:
             part = frame.iloc[rows].reset_index(drop=True)
             columns = list(SALES_COLUMNS)
@@ -349,7 +357,9 @@ class Simulator:
                     )
                 )
         broken_frame = (
-            pd.concat(broken_parts, ignore_index=True) if broken_parts else pd.DataFrame(columns=list(BROKEN_COLUMNS))
+            pd.concat(broken_parts, ignore_index=True)
+            if broken_parts
+            else pd.DataFrame(columns=list(BROKEN_COLUMNS))
         )
         return DaySales(region, day, files, broken_frame, m)
 
@@ -361,7 +371,7 @@ class Simulator:
                 old.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         for path, frame in sales.files:
-            frame.to_csv(landing / path, index=False, float_format="%.2f", lineterminator="\n")
+            _write_text(landing / path, csv_text(frame))
 
     def write_observed_weather(self, landing: Path, region: str, day: date) -> bool:
         """Write the day's observed weather; returns False (and removes any forecast) if it is missing."""
@@ -390,8 +400,14 @@ class Simulator:
         customers.to_csv(ref / "customers.csv", index=False, lineterminator="\n")
         units = pd.DataFrame(
             [
-                {"business_unit": r.business_unit, "region": r.key, "country": r.country,
-                 "currency": r.currency, "timezone": r.timezone, "city": r.city}
+                {
+                    "business_unit": r.business_unit,
+                    "region": r.key,
+                    "country": r.country,
+                    "currency": r.currency,
+                    "timezone": r.timezone,
+                    "city": r.city,
+                }
                 for r in REGIONS.values()
             ]
         )
@@ -426,8 +442,14 @@ class Simulator:
                 "iced_not_weather_sensitive": ICED_INSENSITIVE,
                 "iced_drink_fan": ICED_FAN,
                 "favourites": "2 hot drinks (0.7/0.3), 2 iced drinks (0.7/0.3), a weekday food and a "
-                "weekend/holiday food, drawn from persona affinities x regional taste; each item is a "
+                "weekend/holiday food and a premium hot 'treat' drink, drawn from persona affinities x regional taste; each item is a "
                 "favourite with probability p_repeat (+- 0.05 per customer), else explored from affinities",
+                "weekend_treat": {
+                    "probability": TREAT_P,
+                    "min_price_usd": TREAT_MIN_PRICE,
+                    "rule": "on weekends "
+                    "and holidays a hot-drink favourite is the customer's treat drink with this probability",
+                },
                 "holidays": "holidays.country_holidays(country): daytype 'holiday' visit rates, and with "
                 "probability p_festive the drink / food becomes the festive item",
                 "festive_items": {r: list(v) for r, v in FESTIVE.items()},
@@ -468,6 +490,18 @@ class Simulator:
         return results
 
 
+def csv_text(frame: pd.DataFrame) -> str:
+    """CSV text of a frame of plain strings (no commas or quotes in values), built column-wise."""
+    header = ",".join(frame.columns) + "\n"
+    if not len(frame):
+        return header
+    columns = [frame[c].to_numpy(dtype=object) for c in frame.columns]
+    lines = columns[0]
+    for col in columns[1:]:
+        lines = lines + "," + col
+    return header + "\n".join(lines.tolist()) + "\n"
+
+
 def _regional_taste() -> dict:
     from .personas import REGIONAL_TASTE
 
@@ -480,7 +514,9 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_parameters(truth: Path, params: dict) -> None:
-    _write_text(truth / "parameters.json", json.dumps(params, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    _write_text(
+        truth / "parameters.json", json.dumps(params, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
 
 
 def _read_or_empty(path: Path, columns: Sequence[str]) -> pd.DataFrame:

@@ -25,6 +25,8 @@ terraform {
 # and SNOWFLAKE_PRIVATE_KEY (or _FILE). Nothing secret is written here.
 provider "snowflake" {
   role = "ACCOUNTADMIN"
+  # snowflake_storage_integration is a preview resource of the 2.x provider.
+  preview_features_enabled = ["snowflake_storage_integration_resource"]
 }
 
 # Objects are created by SYSADMIN, roles and grants by SECURITYADMIN.

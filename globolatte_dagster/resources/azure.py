@@ -1,0 +1,73 @@
+"""The `azure` environment: landing zone on Azure Blob Storage, warehouse on Snowflake.
+
+Every value comes from an environment variable named in `settings.py`. Secrets are `dg.EnvVar`s, resolved
+when a run starts, so they are never part of the definitions, the UI or a log line. Which credential is
+used depends only on which variables are set:
+
+- Blob: `AZURE_STORAGE_CONNECTION_STRING` (Azurite), else `AZURE_STORAGE_SAS_TOKEN`, else
+  `AZURE_STORAGE_ACCOUNT_KEY`, else `DefaultAzureCredential` (workload identity on AKS);
+- Snowflake: `SNOWFLAKE_PRIVATE_KEY` (+ `SNOWFLAKE_PRIVATE_KEY_PASSWORD`) key-pair, else
+  `SNOWFLAKE_PASSWORD`; with neither, key-pair is expected and a run fails naming the missing variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_azure.blob import (
+    AzureBlobStorageDefaultCredential,
+    AzureBlobStorageKeyCredential,
+    AzureBlobStorageSASTokenCredential,
+)
+from dagster_snowflake import SnowflakeResource
+
+from globolatte_dagster.resources.blob_landing import BlobLandingZone
+from globolatte_dagster.resources.secrets import HashKey
+from globolatte_dagster.resources.snowflake import SnowflakeWarehouse, WarehouseSnowflakeIOManager
+
+DEFAULT_CONTAINER = "landing"
+
+
+def _is_set(name: str) -> bool:
+    """Whether a variable is set; its value is not read here."""
+    return bool(os.environ.get(name))
+
+
+def blob_landing_zone() -> BlobLandingZone:
+    container = os.environ.get("AZURE_STORAGE_CONTAINER") or DEFAULT_CONTAINER
+    if _is_set("AZURE_STORAGE_CONNECTION_STRING"):
+        return BlobLandingZone(container=container, connection_string=dg.EnvVar("AZURE_STORAGE_CONNECTION_STRING"))
+    if _is_set("AZURE_STORAGE_SAS_TOKEN"):
+        credential = AzureBlobStorageSASTokenCredential(token=dg.EnvVar("AZURE_STORAGE_SAS_TOKEN"))
+    elif _is_set("AZURE_STORAGE_ACCOUNT_KEY"):
+        credential = AzureBlobStorageKeyCredential(key=dg.EnvVar("AZURE_STORAGE_ACCOUNT_KEY"))
+    else:
+        credential = AzureBlobStorageDefaultCredential()
+    return BlobLandingZone(
+        container=container, account_url=dg.EnvVar("AZURE_STORAGE_ACCOUNT_URL"), credential=credential
+    )
+
+
+def snowflake_connection_config() -> dict:
+    """Account, user, role, warehouse, database and the authentication, as `dg.EnvVar`s."""
+    config = {
+        name.lower(): dg.EnvVar(f"SNOWFLAKE_{name}") for name in ("ACCOUNT", "USER", "ROLE", "WAREHOUSE", "DATABASE")
+    }
+    if _is_set("SNOWFLAKE_PASSWORD") and not _is_set("SNOWFLAKE_PRIVATE_KEY"):
+        config["password"] = dg.EnvVar("SNOWFLAKE_PASSWORD")
+    else:
+        config["private_key"] = dg.EnvVar("SNOWFLAKE_PRIVATE_KEY")  # PEM, or PEM base64-encoded
+        if _is_set("SNOWFLAKE_PRIVATE_KEY_PASSWORD"):
+            config["private_key_password"] = dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PASSWORD")
+    return config
+
+
+def azure_resources() -> dict:
+    config = snowflake_connection_config()
+    return {
+        "landing": blob_landing_zone(),
+        "warehouse": SnowflakeWarehouse(snowflake=SnowflakeResource(paramstyle="qmark", **config)),
+        "warehouse_io_manager": WarehouseSnowflakeIOManager(**config),
+        "hash_key": HashKey(key=dg.EnvVar("GLOBOLATTE_HASH_KEY")),
+    }

@@ -1,0 +1,233 @@
+"""Static checks of deploy/: Terraform, checkov, the Dockerfile, the Helm values and the Azure ML specs.
+
+The checks live in deploy/tools/checks.py as functions of a deploy directory. Each is run on the real
+tree, and on a copy with one planted mistake to show that it would catch that mistake. checkov comes
+from .venv-tools (bash deploy/tools/install.sh); a missing checkov fails these tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from globolatte_dagster.settings import SETTINGS, Setting
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = REPO_ROOT / "deploy"
+
+
+def _load_checks():
+    spec = importlib.util.spec_from_file_location("globolatte_deploy_checks", DEPLOY / "tools" / "checks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+checks = _load_checks()
+
+
+def _report(problems: list[str]) -> str:
+    return "\n".join(f"- {p}" for p in problems)
+
+
+@pytest.fixture(scope="module")
+def checkov_report():
+    """checkov over the real deploy/ (Terraform and the Dockerfile), run once for the module."""
+    return checks.run_checkov(DEPLOY)
+
+
+@pytest.fixture
+def deploy_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, target, ignore=shutil.ignore_patterns(".terraform", "__pycache__"))
+    return target
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"planted mistake needs {old!r} in {path.name}; update the test"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _edit_values(deploy_dir: Path, edit) -> None:
+    path = deploy_dir / "helm" / "values.yaml"
+    values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(values)
+    path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+
+
+def _user_env(values: dict) -> list[dict]:
+    return values["dagster-user-deployments"]["deployments"][0]["env"]
+
+
+# --- the real tree ------------------------------------------------------------------------------------------
+def test_every_terraform_file_parses_with_python_hcl2():
+    assert len(checks.terraform_files(DEPLOY)) >= 10
+    problems = checks.check_terraform_parses(DEPLOY)
+    assert not problems, _report(problems)
+
+
+def test_terraform_holds_no_secret_or_hard_coded_password():
+    problems = checks.check_terraform_has_no_secret(DEPLOY)
+    assert not problems, _report(problems)
+
+
+def test_checkov_reports_no_failed_check_outside_the_allowance(checkov_report):
+    problems = checks.check_checkov(DEPLOY, checkov_report)
+    assert not problems, _report(problems)
+    # It really scanned both: dozens of passed checks, Terraform and Dockerfile.
+    assert checkov_report.passed > 50
+    assert {"terraform", "dockerfile"} <= checkov_report.frameworks
+
+
+def test_every_checkov_allowance_names_its_resources_and_reason():
+    allowed, problems = checks.load_allowance(DEPLOY)
+    assert not problems, _report(problems)
+    assert allowed, "the allowance file is empty: delete it rather than keep an empty list"
+    assert len({check for check, _ in allowed}) <= 4, "keep checkov skips few"
+
+
+def test_dockerfile_is_slim_multi_stage_non_root_and_serves_the_code_location():
+    problems = checks.check_dockerfile(DEPLOY) + checks.check_dockerignore()
+    assert not problems, _report(problems)
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile():
+    findings = checks.run_hadolint(DEPLOY)
+    if findings is None:
+        pytest.skip(
+            "hadolint is not installed (Debian bookworm has no package); checkov covered the Dockerfile"
+        )
+    assert not findings, _report(findings)
+
+
+def test_helm_values_configure_the_platform_on_the_official_chart():
+    problems = checks.check_helm_values(DEPLOY)
+    assert not problems, _report(problems)
+
+
+def test_every_setting_read_in_azure_mode_is_set_in_helm_or_provided_as_a_secret():
+    problems = checks.check_settings_coverage(DEPLOY, SETTINGS)
+    assert not problems, _report(problems)
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text(encoding="utf-8"))
+    names = {item["name"] for item in _user_env(values)}
+    assert {s.name for s in SETTINGS if s.required_in_azure and not s.secret} <= names
+
+
+def test_azureml_endpoint_and_deployment_load_with_the_sdk():
+    problems = checks.check_azureml(DEPLOY)
+    assert not problems, _report(problems)
+
+
+def test_azureml_deployment_points_at_the_real_scoring_script():
+    problems = checks.check_scoring_script_exists(DEPLOY)
+    assert not problems, _report(problems)
+
+
+# --- planted mistakes: the same checks must fail -----------------------------------------------------------
+def test_a_terraform_syntax_error_fails_the_parse_check(deploy_copy):
+    _replace(
+        deploy_copy / "terraform" / "azure" / "storage.tf",
+        'container_access_type = "private"',
+        "container_access_type = ",
+    )
+    problems = checks.check_terraform_parses(deploy_copy)
+    assert any("storage.tf" in p and "does not parse" in p for p in problems), problems
+
+
+def test_a_hard_coded_password_fails_the_secret_check(deploy_copy):
+    _replace(
+        deploy_copy / "terraform" / "azure" / "postgres.tf",
+        "administrator_password = random_password.postgres_admin.result",
+        'administrator_password = "planted-literal"',
+    )
+    problems = checks.check_terraform_has_no_secret(deploy_copy)
+    assert any("administrator_password" in p for p in problems), problems
+
+
+def test_a_public_landing_container_fails_checkov(deploy_copy):
+    storage = deploy_copy / "terraform" / "azure" / "storage.tf"
+    _replace(storage, 'container_access_type = "private"', 'container_access_type = "blob"')
+    report = checks.run_checkov(deploy_copy, subdir="terraform/azure", frameworks=["terraform"])
+    problems = checks.check_checkov(deploy_copy, report, strict_allowance=False)
+    # CKV_AZURE_34: "Ensure that 'Public access level' is set to Private for blob containers"
+    assert any("CKV_AZURE_34 azurerm_storage_container.landing" in p for p in problems), _report(problems)
+
+
+def test_a_storage_account_open_to_the_internet_fails_checkov(deploy_copy):
+    storage = deploy_copy / "terraform" / "azure" / "storage.tf"
+    _replace(storage, "public_network_access_enabled     = false", "public_network_access_enabled     = true")
+    report = checks.run_checkov(deploy_copy, subdir="terraform/azure", frameworks=["terraform"])
+    problems = checks.check_checkov(deploy_copy, report, strict_allowance=False)
+    # CKV_AZURE_59: "Ensure that Storage accounts disallow public access"
+    assert any("CKV_AZURE_59 azurerm_storage_account.data" in p for p in problems), _report(problems)
+
+
+def test_a_root_dockerfile_fails_the_dockerfile_checks_and_checkov(deploy_copy):
+    _replace(deploy_copy / "docker" / "Dockerfile", "USER 10001:10001", "USER root")
+    problems = checks.check_dockerfile(deploy_copy)
+    assert any("non-root" in p for p in problems), problems
+    report = checks.run_checkov(deploy_copy, subdir="docker", frameworks=["dockerfile"])
+    problems = checks.check_checkov(deploy_copy, report, strict_allowance=False)
+    assert any("CKV_DOCKER_8" in p for p in problems), _report(problems)
+
+
+def test_a_missing_environment_variable_fails_the_cross_check(deploy_copy):
+    def drop_snowflake_role(values):
+        env = _user_env(values)
+        env[:] = [item for item in env if item["name"] != "SNOWFLAKE_ROLE"]
+
+    _edit_values(deploy_copy, drop_snowflake_role)
+    problems = checks.check_settings_coverage(deploy_copy, SETTINGS)
+    assert any(p.startswith("SNOWFLAKE_ROLE ") for p in problems), problems
+
+
+def test_a_required_secret_not_synced_from_key_vault_fails_the_cross_check(deploy_copy):
+    external = deploy_copy / "helm" / "external-secrets.yaml"
+    docs = list(yaml.safe_load_all(external.read_text(encoding="utf-8")))
+    for doc in docs:
+        if doc.get("kind") == "ExternalSecret" and doc["spec"]["target"]["name"] == "globolatte-secrets":
+            doc["spec"]["data"] = [d for d in doc["spec"]["data"] if d["secretKey"] != "GLOBOLATTE_HASH_KEY"]
+    external.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+    problems = checks.check_settings_coverage(deploy_copy, SETTINGS)
+    assert any(p.startswith("GLOBOLATTE_HASH_KEY ") for p in problems), problems
+
+
+def test_a_secret_in_plain_helm_env_fails_the_cross_check(deploy_copy):
+    _edit_values(
+        deploy_copy, lambda v: _user_env(v).append({"name": "SNOWFLAKE_PASSWORD", "value": "planted-value"})
+    )
+    problems = checks.check_settings_coverage(deploy_copy, SETTINGS)
+    assert any("SNOWFLAKE_PASSWORD is a secret" in p for p in problems), problems
+
+
+def test_a_new_setting_that_deploy_does_not_know_fails_the_cross_check():
+    new = (
+        Setting("GLOBOLATTE_NEW_REQUIRED", "new required setting", required_in_azure=True),
+        Setting("GLOBOLATTE_NEW_TOKEN", "new secret", secret=True),
+    )
+    problems = checks.check_settings_coverage(DEPLOY, (*SETTINGS, *new))
+    assert any(p.startswith("GLOBOLATTE_NEW_REQUIRED ") for p in problems), problems
+    assert any(p.startswith("GLOBOLATTE_NEW_TOKEN ") for p in problems), problems
+
+
+def test_a_compute_log_manager_with_bad_config_fails_the_helm_check(deploy_copy):
+    def break_config(values):
+        config = values["computeLogManager"]["config"]["customComputeLogManager"]["config"]
+        config["storage_acount"] = config.pop("storage_account")
+
+    _edit_values(deploy_copy, break_config)
+    problems = checks.check_helm_values(deploy_copy)
+    assert any("compute log manager config is invalid" in p for p in problems), problems
+
+
+def test_a_missing_checkov_fails_rather_than_skips(tmp_path):
+    report = checks.run_checkov(DEPLOY, checkov=tmp_path / "no-checkov")
+    problems = checks.check_checkov(DEPLOY, report)
+    assert problems and "install.sh" in problems[0]

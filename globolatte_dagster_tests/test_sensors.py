@@ -1,0 +1,126 @@
+"""The landing sensors over a sequence of uploads: each changed partition is requested once per change."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from globolatte_dagster.defs.ingestion.sensors import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    reference_landing_sensor,
+    sales_landing_sensor,
+    weather_landing_sensor,
+)
+from globolatte_dagster.lib.scan import scan_sales
+from globolatte_dagster_tests.conftest import SAMPLE_EXPORT
+
+
+def _sales(day: str, tid: str = "T001") -> bytes:
+    header = SAMPLE_EXPORT.splitlines()[0]
+    return header + f"\n{tid},BU_US,P001,C001,1,3.50,{day} 08:00:00,cash\n".encode()
+
+
+class Sensor:
+    """Ticks a sensor like the daemon does: the cursor of one tick feeds the next."""
+
+    def __init__(self, sensor, landing):
+        self.sensor, self.landing, self.cursor = sensor, landing, None
+
+    def tick(self) -> list[dg.RunRequest]:
+        ctx = dg.build_sensor_context(cursor=self.cursor, resources={"landing": self.landing})
+        result = self.sensor(ctx)
+        if result is None:
+            return []
+        self.cursor = result.cursor or self.cursor
+        return list(result.run_requests or [])
+
+
+def _partitions(requests: list[dg.RunRequest]) -> list[str]:
+    out = []
+    for r in requests:
+        if r.partition_key:
+            out.append(str(r.partition_key))
+        else:
+            out.append(f"{r.tags[RANGE_START_TAG]}..{r.tags[RANGE_END_TAG]}")
+    return sorted(out)
+
+
+def test_sales_sensor_requests_each_change_once(landing):
+    s = Sensor(sales_landing_sensor, landing)
+    assert s.tick() == []
+
+    # two files of one day -> one run
+    landing.write_bytes("sales/america/2025-03-01/store_01.csv", _sales("2025-03-01"))
+    landing.write_bytes("sales/america/2025-03-01/store_02.csv", _sales("2025-03-01", "T002"))
+    first = s.tick()
+    assert _partitions(first) == ["2025-03-01|america"]
+    assert s.tick() == []  # unchanged files never run again
+
+    # re-upload of one file -> the partition runs again, with a new run key
+    landing.write_bytes("sales/america/2025-03-01/store_02.csv", _sales("2025-03-01", "T003") + b"\n")
+    again = s.tick()
+    assert _partitions(again) == ["2025-03-01|america"]
+    assert again[0].run_key != first[0].run_key
+
+    # a new day in another region, and stray paths that must be skipped without raising
+    landing.write_bytes("sales/canada/2025-03-02/sales.csv", _sales("2025-03-02").replace(b"BU_US", b"BU_CA"))
+    landing.write_bytes("sales/brazil/2025-03-02/sales.csv", _sales("2025-03-02"))
+    landing.write_bytes("sales/america/2025-13-45/sales.csv", _sales("2025-03-02"))
+    landing.write_bytes("sales/america/2025-03-02/notes.txt", b"hello")
+    landing.write_bytes("sales/america/readme.md", b"stray")
+    assert _partitions(s.tick()) == ["2025-03-02|canada"]
+    assert s.tick() == []
+
+    # days later: the old days settle; a late day (older than the window) is still picked up once
+    landing.write_bytes("sales/america/2025-03-10/sales.csv", _sales("2025-03-10"))
+    assert _partitions(s.tick()) == ["2025-03-10|america"]
+    landing.write_bytes("sales/america/2025-02-20/sales.csv", _sales("2025-02-20"))
+    assert _partitions(s.tick()) == ["2025-02-20|america"]
+    assert s.tick() == []
+    cursor = json.loads(s.cursor)
+    assert "2025-03-01" in cursor["settled"]["america"]
+    assert any("brazil" in p for p in cursor["stray"])
+
+
+def test_consecutive_new_days_of_a_region_share_one_ranged_run(landing):
+    for day in ("2025-01-01", "2025-01-02", "2025-01-03", "2025-01-05"):
+        landing.write_bytes(f"sales/america/{day}/sales.csv", _sales(day))
+    requests = Sensor(sales_landing_sensor, landing).tick()
+    assert _partitions(requests) == ["2025-01-01|america..2025-01-03|america", "2025-01-05|america"]
+
+
+def test_settled_days_are_not_listed_again(landing):
+    for i in range(1, 29):
+        landing.write_bytes(f"sales/america/2025-02-{i:02d}/sales.csv", _sales(f"2025-02-{i:02d}"))
+    cursor = None
+    calls = []
+
+    def list_files(prefix):
+        calls.append(prefix)
+        return landing.list(prefix)
+
+    first = scan_sales(list_files, landing.list_dirs, cursor)
+    assert len(first.changes) == 28
+    calls.clear()
+    landing.write_bytes("sales/america/2025-03-01/sales.csv", _sales("2025-03-01"))
+    second = scan_sales(list_files, landing.list_dirs, first.cursor)
+    assert [c.day for c in second.changes] == ["2025-03-01"]
+    # only the open window (3 days) and the new day are listed, not the 28 days of history
+    assert len(calls) <= 5
+    assert second.listed_objects < 28 + 10
+
+
+def test_weather_and_reference_sensors(landing):
+    w = Sensor(weather_landing_sensor, landing)
+    landing.write_bytes("weather/mexico/2025-05-01.csv", b"date,temp_max_c,temp_min_c,precip_mm\n2025-05-01,29,14,0\n")
+    landing.write_bytes("weather/mexico/not-a-day.csv", b"x")
+    assert _partitions(w.tick()) == ["2025-05-01|mexico"]
+    assert w.tick() == []
+
+    r = Sensor(reference_landing_sensor, landing)
+    assert r.tick() == []
+    landing.write_bytes("reference/products.csv", b"product_id,product_name,category,price\n")
+    assert len(r.tick()) == 1
+    assert r.tick() == []
