@@ -173,3 +173,55 @@ def test_customers_lose_name_and_email(landing, resources, warehouse_path):
     assert not cust.astype(str).apply(lambda c: c.str.contains("@|Lima", regex=True)).any().any()
     assert cust["email_hash"].iloc[0] != cust["email_hash"].iloc[1]
     assert pd.isna(cust["email_hash"].iloc[2])
+
+
+REASON_OF_KIND = {
+    "unknown_product": "unknown product",
+    "bad_quantity": "bad quantity",
+    "wrong_business_unit": "wrong business unit",
+    "bad_timestamp": "bad timestamp",
+}
+
+
+def _upload_tree(root, landing) -> int:
+    """Copy a simulated landing folder into the landing zone under test; returns the sales data rows."""
+    rows = 0
+    for path in sorted(root.rglob("*.csv")):
+        rel = path.relative_to(root).as_posix()
+        data = path.read_bytes()
+        landing.write_bytes(rel, data)
+        if rel.startswith("sales/"):
+            rows += data.count(b"\n") - 1
+    return rows
+
+
+def test_simulated_broken_rows_are_exactly_the_rejects(landing, resources, warehouse_path, tmp_path):
+    from datetime import date
+
+    from globolatte_dagster.simulate import simulate
+
+    sim_root, truth = tmp_path / "sim", tmp_path / "truth"
+    simulate(sim_root, truth, start=date(2025, 3, 1), days=6, customers=150, seed=11, broken_share=0.03)
+    total_rows = _upload_tree(sim_root, landing)
+    assert dg.materialize([products, customers], resources=resources).success
+    for region in ("america", "canada", "mexico"):
+        result = dg.materialize(
+            [sales, products],
+            selection=SALES_OUTPUTS,
+            resources=resources,
+            tags={
+                "dagster/asset_partition_range_start": str(region_day_key(region, "2025-03-01")),
+                "dagster/asset_partition_range_end": str(region_day_key(region, "2025-03-06")),
+            },
+        )
+        assert result.success
+
+    broken = pd.read_csv(truth / "broken_rows.csv", dtype=str)
+    assert len(broken) > 10
+    rejects = _table(warehouse_path, "SELECT source_file, source_line, reason FROM raw.sales_rejects")
+    got = {(f, int(n)): r for f, n, r in rejects.itertuples(index=False)}
+    want = {(f, int(n)): REASON_OF_KIND[k] for f, n, k in broken[["file", "line", "kind"]].itertuples(index=False)}
+    assert set(got) == set(want)
+    assert all(got[key].startswith(reason) for key, reason in want.items())
+    loaded = _table(warehouse_path, "SELECT count(*) AS n FROM raw.sales")["n"].iloc[0]
+    assert loaded == total_rows - len(broken)

@@ -25,16 +25,23 @@ def _sales(day: str, tid: str = "T001") -> bytes:
 class Sensor:
     """Ticks a sensor like the daemon does: the cursor of one tick feeds the next."""
 
-    def __init__(self, sensor, landing):
+    def __init__(self, sensor, landing, instance=None):
         self.sensor, self.landing, self.cursor = sensor, landing, None
+        self.instance = instance or _instance_with_products()
 
     def tick(self) -> list[dg.RunRequest]:
-        ctx = dg.build_sensor_context(cursor=self.cursor, resources={"landing": self.landing})
+        ctx = dg.build_sensor_context(cursor=self.cursor, resources={"landing": self.landing}, instance=self.instance)
         result = self.sensor(ctx)
-        if result is None:
+        if result is None or isinstance(result, dg.SkipReason):
             return []
         self.cursor = result.cursor or self.cursor
         return list(result.run_requests or [])
+
+
+def _instance_with_products() -> dg.DagsterInstance:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=["core", "products"]))
+    return instance
 
 
 def _partitions(requests: list[dg.RunRequest]) -> list[str]:
@@ -82,6 +89,16 @@ def test_sales_sensor_requests_each_change_once(landing):
     cursor = json.loads(s.cursor)
     assert "2025-03-01" in cursor["settled"]["america"]
     assert any("brazil" in p for p in cursor["stray"])
+
+
+def test_sales_sensor_waits_for_the_product_catalogue(landing):
+    landing.write_bytes("sales/america/2025-03-01/sales.csv", _sales("2025-03-01"))
+    s = Sensor(sales_landing_sensor, landing, instance=dg.DagsterInstance.ephemeral())
+    ctx = dg.build_sensor_context(cursor=None, resources={"landing": landing}, instance=s.instance)
+    skipped = sales_landing_sensor(ctx)
+    assert isinstance(skipped, dg.SkipReason) and "core/products" in skipped.skip_message
+    s.instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=["core", "products"]))
+    assert _partitions(s.tick()) == ["2025-03-01|america"]
 
 
 def test_consecutive_new_days_of_a_region_share_one_ranged_run(landing):

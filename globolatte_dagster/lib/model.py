@@ -378,12 +378,12 @@ def design(snap: Snapshot, cust_idx: np.ndarray, contexts: Sequence[DayContext])
 class TrainParams:
     holdout_days: int = 14
     train_days: int = 28
-    max_iter: int = 200
-    learning_rate: float = 0.08
+    max_iter: int = 120
+    learning_rate: float = 0.1
     max_leaf_nodes: int = 31
     min_samples_leaf: int = 40
     l2_regularization: float = 1.0
-    negative_sample: float = 0.5  # share of never-bought candidates kept in training rows (weighted back)
+    negative_sample: float = 0.25  # share of never-bought candidates kept in training rows (weighted back)
     seed: int = 0
     k: int = 3
 
@@ -421,19 +421,24 @@ class FeatureHistory:
             seconds=time.perf_counter() - t0,
         )
 
+    def __post_init__(self) -> None:
+        self._by_cutoff = {
+            name: {pd.Timestamp(k).date(): g for k, g in frame.groupby("as_of", sort=False)}
+            for name, frame in (("cf", self.cf), ("cp", self.cp), ("pop", self.pop))
+        }
+        self._bought = {d: g for d, g in self.purchases.groupby("day", sort=False)}
+
     def at(self, cutoff: date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        ts = pd.Timestamp(cutoff)
-        cf = self.cf[self.cf["as_of"] == ts]
-        cp = self.cp[self.cp["as_of"] == cutoff]
-        pop = self.pop[self.pop["as_of"] == cutoff]
-        return cf, cp, pop
+        parts = [self._by_cutoff[name].get(cutoff) for name in ("cf", "cp", "pop")]
+        empty = (self.cf.iloc[:0], self.cp.iloc[:0], self.pop.iloc[:0])
+        return tuple(p if p is not None else e for p, e in zip(parts, empty, strict=True))  # type: ignore[return-value]
 
     def snapshot(self, cutoff: date, segments: pd.Series | None) -> Snapshot:
         cf, cp, pop = self.at(cutoff)
         return build_snapshot(self.region, cutoff, cf, cp, pop, self.catalogue, segments, self.params.lookback_days)
 
     def bought(self, day: date) -> dict[str, set[str]]:
-        rows = self.purchases[self.purchases["day"] == day]
+        rows = self._bought.get(day, self.purchases.iloc[:0])
         out: dict[str, set[str]] = {}
         for cid, pid in rows[["customer_id", "product_id"]].itertuples(index=False):
             out.setdefault(str(cid), set()).add(str(pid))

@@ -11,8 +11,10 @@ from globolatte_dagster import settings
 
 
 def local_resources() -> dict:
+    from globolatte_dagster.resources.endpoint import LocalScoringEndpoint
     from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
     from globolatte_dagster.resources.landing import LocalLandingZone
+    from globolatte_dagster.resources.registry import LocalModelRegistry
     from globolatte_dagster.resources.secrets import HashKey
     from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 
@@ -25,6 +27,8 @@ def local_resources() -> dict:
         "hash_key": HashKey(key_file=str(home / "secrets" / "email_hash_key")),
         # Python objects (trained models) between assets; the registry keeps the versions that matter.
         "model_io_manager": dg.FilesystemIOManager(base_dir=str(home / "artifacts")),
+        "registry": LocalModelRegistry(root=str(home / "registry")),
+        "endpoint": LocalScoringEndpoint(root=str(home / "endpoint")),
     }
 
 

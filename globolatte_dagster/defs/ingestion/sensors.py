@@ -74,6 +74,9 @@ def _last_partition_day() -> date:
     description="Finds new and changed sales files and loads each affected region-day partition once per change.",
 )
 def sales_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
+    if context.instance.get_latest_materialization_event(dg.AssetKey(PRODUCTS.key)) is None:
+        # Rows are validated against the catalogue: wait for reference_landing_sensor's first load.
+        return dg.SkipReason("waiting for core/products: reference/products.csv has not been loaded yet")
     cursor = json.loads(context.cursor) if context.cursor else None
     scan = scan_sales(
         landing.list,

@@ -1,0 +1,56 @@
+"""serving/scoring_endpoint: one endpoint serving every region's champion, deployed blue/green."""
+
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+
+from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.resources.endpoint import ScoringEndpoint
+from globolatte_dagster.resources.registry import ModelRegistry
+
+REGISTERED_MODEL = dg.AssetKey(["ml", "registered_model"])
+
+
+class EndpointConfig(dg.Config):
+    """When to deploy."""
+
+    force_redeploy: bool = False  # deploy a new colour even if the live one serves the same champions
+
+
+@dg.asset(
+    key=dg.AssetKey(["serving", "scoring_endpoint"]),
+    deps=[dg.AssetDep(REGISTERED_MODEL, partition_mapping=dg.AllPartitionMapping())],
+    kinds={"azureml", "python"},
+    group_name="serving",
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def scoring_endpoint(
+    context: dg.AssetExecutionContext,
+    config: EndpointConfig,
+    registry: ModelRegistry,
+    endpoint: ScoringEndpoint,
+) -> dg.MaterializeResult:
+    """Every region's champion behind one scoring endpoint, deployed blue/green after a smoke test."""
+    with tempfile.TemporaryDirectory(prefix="globolatte-champions-") as tmp:
+        bundle = registry.champion_bundle(Path(tmp) / "champions")
+        if not bundle.versions:
+            raise dg.Failure(description="no region has a champion model yet: materialise ml/registered_model first")
+        live = endpoint.current_versions()
+        if live == bundle.versions and not config.force_redeploy:
+            context.log.info(f"the live deployment already serves {live}")
+            return dg.MaterializeResult(metadata={"status": "unchanged", "model_versions": dg.MetadataValue.json(live)})
+        try:
+            result = endpoint.deploy(bundle, log=context.log.info)
+        except Exception as exc:
+            raise dg.Failure(description=f"deployment failed: {exc}", metadata={"model_versions": bundle.versions}) from exc
+    missing = sorted(set(REGION_KEYS) - set(bundle.versions))
+    metadata = {k: v for k, v in result.items() if isinstance(v, str | int | float | bool) and v is not None}
+    return dg.MaterializeResult(
+        metadata={
+            "status": "switched",
+            **metadata,
+            "model_versions": dg.MetadataValue.json(bundle.versions),
+            "regions_without_champion": ", ".join(missing) or "none",
+        }
+    )

@@ -1,0 +1,426 @@
+"""The model registry, without Dagster: versioned folders, aliases, lineage and the promotion gate.
+
+Layout under the registry root (`GLOBOLATTE_HOME/registry` locally):
+
+    <region>/<version>/model.joblib     the artefact (a lib.model.PreferenceModel)
+    <region>/<version>/metrics.json     hit rate@3 of the model and the baselines on its hold-out
+    <region>/<version>/lineage.json     data (partitions, days, rows), code version, parameters, run id
+    <region>/<version>/decision.json    the champion/challenger decision taken when it was registered
+    <region>/aliases.json               {"champion": "3", "challenger": "4"}
+
+A version folder is written under a temporary name, then renamed into place; aliases.json is written to a
+temporary file, then renamed over the old one. Readers therefore never see half a version or half an
+alias file. Versions are 1, 2, 3, ... per region; a model's `model_version` is `globolatte-<region>:<n>`,
+the same name the Azure ML registry uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+ALIASES: tuple[str, ...] = ("champion", "challenger")
+ARTEFACT = "model.joblib"
+METRICS = "metrics.json"
+LINEAGE = "lineage.json"
+DECISION = "decision.json"
+MANIFEST = "champions.json"
+MODEL_NAME_PREFIX = "globolatte-"
+BUNDLE_MODEL_NAME = "globolatte-champions"
+K = 3
+MODEL_METRIC = f"hit_rate_at_{K}_model"
+REPEAT_METRIC = f"hit_rate_at_{K}_repeat"
+POPULARITY_METRIC = f"hit_rate_at_{K}_popularity"
+
+
+def model_name(region: str) -> str:
+    return f"{MODEL_NAME_PREFIX}{region}"
+
+
+def model_version_id(region: str, version: str | int) -> str:
+    """The model version string answers carry: `globolatte-<region>:<n>`."""
+    return f"{model_name(region)}:{version}"
+
+
+# ------------------------------------------------------------------------------------------ JSON helpers
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types from metrics and params (numpy scalars, dates, tuples, NaN -> None)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write `payload` to a temporary file next to `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(to_jsonable(payload), f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------------------ code version
+def code_version(start: Path | None = None) -> dict[str, str]:
+    """`{"git_sha": ...}` read from the enclosing repository's .git (no git process), else the package version."""
+    here = (start or Path(__file__)).resolve()
+    for folder in [here, *here.parents]:
+        git = folder / ".git"
+        if git.is_dir():
+            sha = _git_head(git)
+            if sha:
+                return {"git_sha": sha}
+            break
+    try:
+        return {"package_version": importlib_metadata.version("globolatte-dagster")}
+    except importlib_metadata.PackageNotFoundError:
+        return {"package_version": "unknown"}
+
+
+def _git_head(git: Path) -> str | None:
+    try:
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not head.startswith("ref: "):
+        return head or None
+    ref = head[len("ref: ") :]
+    loose = git / ref
+    if loose.exists():
+        return loose.read_text().strip() or None
+    packed = git / "packed-refs"
+    if packed.exists():
+        for line in packed.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == ref:
+                return parts[0]
+    return None  # a fresh repository without commits
+
+
+# ----------------------------------------------------------------------------------------------- lineage
+def lineage_record(
+    model: Any,
+    *,
+    run_id: str,
+    upstream: dict[str, Any] | None = None,
+    data_rows: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Where a model came from: data (partitions, day range, row counts), code version, parameters, run."""
+    metrics = dict(getattr(model, "metrics", {}) or {})
+    params = dict(getattr(model, "params", {}) or {})
+    region = getattr(model, "region", None)
+    as_of = getattr(model, "as_of", None)
+    train_days = metrics.get("train_days") or []
+    lookback = params.get("feature_lookback_days")
+    first_day = None
+    if train_days and isinstance(lookback, int):
+        first_day = (date.fromisoformat(str(train_days[0])) - timedelta(days=lookback + 1)).isoformat()
+    last_day = as_of.isoformat() if isinstance(as_of, date) else None
+    return to_jsonable(
+        {
+            "region": region,
+            "data": {
+                "partitions": {
+                    "ml/preference_model": region,
+                    "raw/sales": f"{region}|{first_day}..{last_day}" if first_day and last_day else region,
+                },
+                "day_range": [first_day, last_day],
+                "train_days": train_days,
+                "holdout_days": metrics.get("holdout_days"),
+                "rows": {
+                    k: metrics[k]
+                    for k in ("train_rows", "serving_train_rows", "holdout_buyer_days", "customers", "products")
+                    if k in metrics
+                }
+                | dict(data_rows or {}),
+            },
+            "code": code_version(),
+            "params": params,
+            "dagster": {"run_id": run_id, **dict(upstream or {})},
+            "trained_at": getattr(model, "trained_at", None),
+            "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+
+
+# -------------------------------------------------------------------------------------------------- gate
+@dataclass
+class GateDecision:
+    """The champion/challenger decision for one region, with every figure it rests on."""
+
+    promote: bool
+    forced: bool
+    reasons: list[str]
+    window: list[str] | None
+    challenger: float
+    repeat_baseline: float
+    popularity_baseline: float
+    champion: float | None
+    champion_version: str | None
+    margin: float
+    comparison: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+
+def gate(
+    challenger_metrics: dict[str, Any],
+    champion_metrics: dict[str, Any] | None,
+    *,
+    champion_version: str | None = None,
+    margin: float = 0.01,
+    force: bool = False,
+    comparison: str = "recorded metrics on the same hold-out window",
+) -> GateDecision:
+    """Promote if the challenger beats the baselines and is not worse than the champion by more than margin.
+
+    Both metric dicts must be on the same hold-out window (`holdout_days`); `champion_metrics` None means
+    there is no champion yet. `force` promotes whatever the figures say, and the decision says so.
+    """
+    for name in (MODEL_METRIC, REPEAT_METRIC, POPULARITY_METRIC):
+        if not isinstance(challenger_metrics.get(name), int | float):
+            raise ValueError(f"the challenger has no '{name}' metric: cannot judge it")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, not {margin}")
+    ch = float(challenger_metrics[MODEL_METRIC])
+    rep = float(challenger_metrics[REPEAT_METRIC])
+    pop = float(challenger_metrics[POPULARITY_METRIC])
+    window = challenger_metrics.get("holdout_days")
+    reasons: list[str] = []
+    ok = True
+    if ch > rep:
+        reasons.append(f"beats the repeat baseline: {ch:.4f} > {rep:.4f}")
+    else:
+        ok = False
+        reasons.append(f"does not beat the repeat baseline: {ch:.4f} <= {rep:.4f}")
+    if ch > pop:
+        reasons.append(f"beats the popularity baseline: {ch:.4f} > {pop:.4f}")
+    else:
+        ok = False
+        reasons.append(f"does not beat the popularity baseline: {ch:.4f} <= {pop:.4f}")
+    champ = None
+    if champion_metrics is None:
+        reasons.append("no champion yet")
+    else:
+        champ = float(champion_metrics[MODEL_METRIC])
+        if ch >= champ - margin:
+            reasons.append(f"not worse than champion {champion_version} by more than {margin}: {ch:.4f} vs {champ:.4f}")
+        else:
+            ok = False
+            reasons.append(f"worse than champion {champion_version} by more than {margin}: {ch:.4f} vs {champ:.4f}")
+    if force and not ok:
+        reasons.append("promotion FORCED by config despite the reasons above")
+    elif force:
+        reasons.append("promotion forced by config (the gate would have promoted anyway)")
+    return GateDecision(
+        promote=ok or force,
+        forced=force,
+        reasons=reasons,
+        window=list(window) if window else None,
+        challenger=ch,
+        repeat_baseline=rep,
+        popularity_baseline=pop,
+        champion=champ,
+        champion_version=champion_version,
+        margin=margin,
+        comparison=comparison,
+    )
+
+
+def same_window(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    return bool(a and b and a.get("holdout_days") and list(a["holdout_days"]) == list(b.get("holdout_days") or []))
+
+
+# -------------------------------------------------------------------------------------------- local store
+@dataclass(frozen=True)
+class RegisteredVersion:
+    region: str
+    version: str
+    model_version: str
+    uri: str
+
+
+class LocalRegistryStore:
+    """Versioned folders per region with atomically kept aliases (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _region_dir(self, region: str) -> Path:
+        if not region or "/" in region or region.startswith("."):
+            raise ValueError(f"bad region name {region!r}")
+        return self.root / region
+
+    def versions(self, region: str) -> list[str]:
+        folder = self._region_dir(region)
+        if not folder.exists():
+            return []
+        return sorted((p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
+
+    def register(self, region: str, model: Any, metrics: dict[str, Any], lineage: dict[str, Any]) -> RegisteredVersion:
+        """Store a new version (the artefact gets its `model_version`), then point `challenger` at it."""
+        folder = self._region_dir(region)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".incoming-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            for _ in range(100):
+                existing = self.versions(region)
+                version = str(int(existing[-1]) + 1 if existing else 1)
+                model.model_version = model_version_id(region, version)
+                joblib.dump(model, tmp / ARTEFACT)
+                write_json_atomic(tmp / METRICS, metrics)
+                write_json_atomic(tmp / LINEAGE, {**lineage, "version": version, "model_version": model.model_version})
+                try:
+                    os.rename(tmp, folder / version)  # atomic; fails if another writer took the number
+                    break
+                except OSError:
+                    continue
+            else:
+                raise RuntimeError(f"could not allocate a registry version for {region}")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.set_alias(region, "challenger", version)
+        return RegisteredVersion(region, version, model.model_version, str(folder / version))
+
+    def aliases(self, region: str) -> dict[str, str]:
+        path = self._region_dir(region) / "aliases.json"
+        return read_json(path) if path.exists() else {}
+
+    def get_alias(self, region: str, alias: str) -> str | None:
+        return self.aliases(region).get(alias)
+
+    def set_alias(self, region: str, alias: str, version: str) -> None:
+        if alias not in ALIASES:
+            raise ValueError(f"unknown alias {alias!r} (known: {', '.join(ALIASES)})")
+        if version not in self.versions(region):
+            raise KeyError(f"{region} has no version {version}")
+        aliases = {**self.aliases(region), alias: version}
+        write_json_atomic(self._region_dir(region) / "aliases.json", aliases)
+
+    def path(self, region: str, version: str) -> Path:
+        folder = self._region_dir(region) / str(version)
+        if not (folder / ARTEFACT).exists():
+            raise KeyError(f"{region} has no version {version} in {self.root}")
+        return folder
+
+    def load(self, region: str, version: str) -> Any:
+        return joblib.load(self.path(region, version) / ARTEFACT)
+
+    def metrics(self, region: str, version: str) -> dict[str, Any]:
+        return read_json(self.path(region, version) / METRICS)
+
+    def lineage(self, region: str, version: str) -> dict[str, Any]:
+        return read_json(self.path(region, version) / LINEAGE)
+
+    def record_decision(self, region: str, version: str, decision: dict[str, Any]) -> None:
+        write_json_atomic(self.path(region, version) / DECISION, decision)
+
+    def decision(self, region: str, version: str) -> dict[str, Any] | None:
+        path = self.path(region, version) / DECISION
+        return read_json(path) if path.exists() else None
+
+    def export_champions(self, dest: str | Path, regions: Iterable[str]) -> dict[str, str]:
+        """Copy each region's champion into `dest/<region>/` plus a manifest; {region: model_version}."""
+        found = {}
+        for region in regions:
+            version = self.get_alias(region, "champion")
+            if version is None:
+                continue
+            found[region] = (version, self.path(region, version))
+        return export_bundle(dest, {r: (p, model_version_id(r, v)) for r, (v, p) in found.items()})
+
+
+def export_bundle(dest: str | Path, sources: dict[str, tuple[Path, str]]) -> dict[str, str]:
+    """Lay out a champions bundle: `dest/<region>/{model.joblib,metrics.json,lineage.json}` + champions.json."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    versions = {}
+    for region, (folder, model_version) in sorted(sources.items()):
+        target = dest / region
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (ARTEFACT, METRICS, LINEAGE):
+            if (Path(folder) / name).exists():
+                shutil.copy2(Path(folder) / name, target / name)
+        versions[region] = model_version
+    write_json_atomic(dest / MANIFEST, {"models": versions})
+    return versions
+
+
+# -------------------------------------------------------------------------- champion on another window
+class _FixedSegments:
+    """Stands in for a Segmenter: the segments a model's own snapshot gives its customers."""
+
+    def __init__(self, mapping: dict[str, int]) -> None:
+        self.mapping = mapping
+
+    def assign(self, features: Any) -> tuple[Any, Any]:
+        import numpy as np
+
+        ids = features["customer_id"].astype(str)
+        seg = np.array([self.mapping.get(c, -1) for c in ids], dtype=np.int64)
+        return seg, np.zeros(len(seg))
+
+
+def rescore_on_window(model: Any, query: Callable[..., Any], window: list[str], k: int = K) -> dict[str, Any]:
+    """Hit rate@k of a registered model's estimator, and of the baselines, on the days of `window`.
+
+    Used when the champion's recorded hold-out is not the challenger's: the champion is scored on the
+    challenger's window with the features as of each day before, exactly as the hold-out evaluation does.
+    """
+    from globolatte_dagster.lib import features as F
+    from globolatte_dagster.lib import model as M
+
+    first, last = date.fromisoformat(window[0]), date.fromisoformat(window[1])
+    fp_keys = {f.name for f in F.FeatureParams.__dataclass_fields__.values()}
+    fp = F.FeatureParams(**{k[8:]: v for k, v in model.params.items() if k.startswith("feature_") and k[8:] in fp_keys})
+    days = [d for d in F.sales_days(query, model.region) if first <= d <= last]
+    if not days:
+        raise ValueError(f"no sales days in the window {window[0]}..{window[1]} for {model.region}")
+    history = M.FeatureHistory.load(query, model.region, first - timedelta(days=1), last, fp)
+    book = M.WeatherBook.from_frame(history.weather)
+    snap = model.snapshot
+    mapping = {str(c): int(s) for c, s in zip(snap.customer_ids, snap.segment, strict=True) if s >= 0}
+    rows = [r for r in (M.day_rows(history, d, _FixedSegments(mapping), book) for d in days) if r is not None]
+    if not rows:
+        raise ValueError(f"no buyers in the window {window[0]}..{window[1]} for {model.region}")
+    out = M.evaluate(model.estimator, rows, k, mapping)
+    out = {k_: v for k_, v in out.items() if k_ not in ("per_day", "per_segment")}
+    out["holdout_days"] = [days[0].isoformat(), days[-1].isoformat()]
+    seen = [d.isoformat() for d in days if d <= model.as_of]
+    out["days_seen_in_training"] = len(seen)
+    return out

@@ -1,0 +1,263 @@
+"""The scoring endpoint resource: `ScoringEndpoint`, with a local and an Azure ML implementation.
+
+Both deploy a champions bundle (`ChampionBundle`, from the registry) blue/green and smoke-test the new
+colour with real requests before it takes any traffic.
+
+- `LocalScoringEndpoint`: `score.py` under `azmlinfsrv` on 127.0.0.1 (`serving.local_endpoint`); the
+  endpoint record under `GLOBOLATTE_HOME/endpoint` is what `globolatte serve`'s proxy follows.
+- `AzureMLScoringEndpoint`: a `ManagedOnlineEndpoint` (key auth) and one `ManagedOnlineDeployment` per
+  colour, with `CodeConfiguration(score.py)` and an `Environment` from the serving requirements on an
+  Azure ML inference base image. Sequence (`AzureMLDeployer.deploy`): get or create the endpoint, create
+  the idle colour, invoke it directly, shift traffic (canary %, then 100 %), delete the old colour;
+  any failure before the old colour is deleted rolls back (traffic to the old colour, new one deleted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from globolatte_dagster.resources.registry import ChampionBundle
+from globolatte_dagster.serving.smoke import (
+    SmokeTestFailed,
+    check_answers,
+    expected_answers,
+    load_bundle,
+    smoke_requests,
+)
+
+DEFAULT_ENDPOINT_NAME = "globolatte-scoring"
+COLOURS = ("blue", "green")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+SCORING_SCRIPT = "serving/score.py"  # relative to the uploaded package folder
+# An Azure ML inference base image (mcr.microsoft.com/azureml, "Prebuilt Docker images for inference").
+INFERENCE_IMAGE = "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cpu-inference:latest"
+# The serving requirements: what score.py and globolatte_dagster.lib need (no Dagster). The same list is
+# deploy/azureml/conda.yml, and a test keeps the two equal.
+SERVING_CONDA: dict[str, Any] = {
+    "name": "globolatte-serving",
+    "channels": ["conda-forge"],
+    "dependencies": [
+        "python=3.11",
+        "pip",
+        {
+            "pip": [
+                "azureml-inference-server-http>=1.5.1",
+                "pandas>=2.3,<3",
+                "numpy>=2.0",
+                "scikit-learn>=1.6",
+                "joblib>=1.4",
+                "holidays>=0.60",
+                "pyarrow>=18",
+            ]
+        },
+    ],
+}
+
+
+class ScoringEndpoint(dg.ConfigurableResource):
+    """Abstract scoring endpoint: deploy every region's champion blue/green."""
+
+    def deploy(self, bundle: ChampionBundle, log: Callable[[str], None] = print) -> dict[str, Any]:
+        """Deploy `bundle` to the idle colour, smoke-test it, switch to it; raise (old colour kept) on failure."""
+        raise NotImplementedError
+
+    def current_versions(self) -> dict[str, str] | None:
+        """The model versions the live deployment serves, if known (None: unknown, deploy anyway)."""
+        return None
+
+
+class LocalScoringEndpoint(ScoringEndpoint):
+    """`score.py` under Azure ML's inference server on 127.0.0.1, blue/green (serving.local_endpoint)."""
+
+    root: str
+    public_port: int = 8765
+    ready_timeout_s: float = 90.0
+    drain_s: float = 1.0
+
+    def deployer(self) -> Any:
+        from globolatte_dagster.serving.local_endpoint import LocalDeployer
+
+        return LocalDeployer(self.root, ready_timeout=self.ready_timeout_s, drain_seconds=self.drain_s)
+
+    def deploy(self, bundle: ChampionBundle, log: Callable[[str], None] = print) -> dict[str, Any]:
+        result = self.deployer().deploy(bundle.path, bundle.versions, log=log)
+        return {**result, "public_url": f"http://127.0.0.1:{self.public_port}/score (globolatte serve)"}
+
+    def current_versions(self) -> dict[str, str] | None:
+        live = self.deployer().live_record()
+        return live.get("model_versions") if live else None
+
+
+# --------------------------------------------------------------------------------------------- Azure ML
+def endpoint_entity(name: str) -> Any:
+    from azure.ai.ml.entities import ManagedOnlineEndpoint
+
+    return ManagedOnlineEndpoint(
+        name=name,
+        auth_mode="key",
+        public_network_access="disabled",
+        description="GloboLatte recommendations (POST /score, see DESIGN.md 'Scoring contract')",
+        tags={"project": "globolatte"},
+    )
+
+
+def deployment_entity(colour: str, endpoint_name: str, model_ref: str, instance_type: str, instance_count: int) -> Any:
+    from azure.ai.ml.entities import (
+        CodeConfiguration,
+        Environment,
+        ManagedOnlineDeployment,
+        OnlineRequestSettings,
+        ProbeSettings,
+    )
+
+    return ManagedOnlineDeployment(
+        name=colour,
+        endpoint_name=endpoint_name,
+        model=model_ref,
+        code_configuration=CodeConfiguration(code=str(PACKAGE_DIR), scoring_script=SCORING_SCRIPT),
+        environment=Environment(name="globolatte-serving", image=INFERENCE_IMAGE, conda_file=SERVING_CONDA),
+        instance_type=instance_type,
+        instance_count=instance_count,
+        app_insights_enabled=True,
+        request_settings=OnlineRequestSettings(
+            request_timeout_ms=10000, max_concurrent_requests_per_instance=4, max_queue_wait_ms=1000
+        ),
+        liveness_probe=ProbeSettings(initial_delay=30, period=10, timeout=5, failure_threshold=3),
+        readiness_probe=ProbeSettings(initial_delay=10, period=10, timeout=5, failure_threshold=3),
+        tags={"project": "globolatte", "colour": colour},
+    )
+
+
+class AzureMLDeployer:
+    """Blue/green on a managed online endpoint, over an `MLClient` (real, or the tests' recorded double)."""
+
+    def __init__(self, ml_client: Any, endpoint_name: str = DEFAULT_ENDPOINT_NAME, instance_type: str = "Standard_DS3_v2",
+                 instance_count: int = 2, canary_percent: int = 10, log: Callable[[str], None] = print) -> None:
+        if not 0 < canary_percent < 100:
+            raise ValueError(f"canary_percent must be between 1 and 99, not {canary_percent}")
+        self.ml = ml_client
+        self.name = endpoint_name
+        self.instance_type = instance_type
+        self.instance_count = instance_count
+        self.canary = canary_percent
+        self.log = log
+
+    def _endpoint(self) -> tuple[Any, bool]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.ml.online_endpoints.get(name=self.name), False
+        except ResourceNotFoundError:
+            self.log(f"creating endpoint {self.name}")
+            return self.ml.online_endpoints.begin_create_or_update(endpoint_entity(self.name)).result(), True
+
+    def _set_traffic(self, endpoint: Any, traffic: dict[str, int]) -> Any:
+        endpoint.traffic = dict(traffic)
+        self.log(f"traffic {traffic}")
+        return self.ml.online_endpoints.begin_create_or_update(endpoint).result()
+
+    def _delete(self, colour: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self.ml.online_deployments.begin_delete(name=colour, endpoint_name=self.name).result()
+
+    def smoke(self, colour: str, bundle: ChampionBundle) -> int:
+        """Invoke the new colour directly with real requests; raise SmokeTestFailed on a wrong answer."""
+        models = load_bundle(bundle.path)
+        requests = smoke_requests(models)
+        expected = expected_answers(models, requests)
+        with tempfile.TemporaryDirectory() as tmp:
+            request_file = Path(tmp) / "smoke.json"
+            request_file.write_text(json.dumps({"requests": requests}))
+            raw = self.ml.online_endpoints.invoke(
+                endpoint_name=self.name, deployment_name=colour, request_file=str(request_file)
+            )
+        try:
+            payload = json.loads(raw) if isinstance(raw, str | bytes) else raw
+        except ValueError as exc:
+            raise SmokeTestFailed(f"{colour} answered something that is not JSON: {str(raw)[:200]}") from exc
+        check_answers(requests, payload, bundle.versions, expected)
+        return len(requests)
+
+    def deploy(self, bundle: ChampionBundle) -> dict[str, Any]:
+        if not bundle.model_ref:
+            raise ValueError("the champions bundle is not registered in Azure ML (no model_ref): nothing to deploy")
+        endpoint, created = self._endpoint()
+        traffic = {k: int(v) for k, v in (endpoint.traffic or {}).items() if int(v) > 0}
+        live = max(traffic, key=traffic.get) if traffic else None
+        colour = "green" if live == "blue" else "blue"
+        self.log(f"deploying {bundle.model_ref} as {colour} (live: {live or 'none'})")
+        stage = "create deployment"
+        try:
+            self.ml.online_deployments.begin_create_or_update(
+                deployment_entity(colour, self.name, bundle.model_ref, self.instance_type, self.instance_count)
+            ).result()
+            stage = "smoke test"
+            smoke_requests_sent = self.smoke(colour, bundle)
+            stage = "shift traffic"
+            if live:
+                endpoint = self._set_traffic(endpoint, {live: 100 - self.canary, colour: self.canary})
+                state = self.ml.online_deployments.get(name=colour, endpoint_name=self.name).provisioning_state
+                if str(state).lower() != "succeeded":
+                    raise RuntimeError(f"{colour} is {state} after taking {self.canary}% of the traffic")
+                endpoint = self._set_traffic(endpoint, {live: 0, colour: 100})
+            else:
+                endpoint = self._set_traffic(endpoint, {colour: 100})
+        except Exception as exc:
+            self.log(f"{stage} failed, rolling back: {exc}")
+            if live and stage == "shift traffic":
+                self._set_traffic(endpoint, {live: 100, colour: 0})
+            self._delete(colour)
+            raise RuntimeError(
+                f"Azure ML deployment of {colour} failed at '{stage}' and was rolled back "
+                f"({'traffic stays on ' + live if live else 'no deployment serves'}): {exc}"
+            ) from exc
+        warning = None
+        if live:
+            try:
+                self._delete(live)
+            except Exception as exc:  # the new colour serves everything; the old one is only idle
+                warning = f"could not delete the old colour {live}: {exc}"
+                self.log(warning)
+        return {
+            "endpoint": self.name,
+            "endpoint_created": created,
+            "colour": colour,
+            "previous": live,
+            "model": bundle.model_ref,
+            "model_versions": bundle.versions,
+            "smoke_requests": smoke_requests_sent,
+            "scoring_uri": getattr(endpoint, "scoring_uri", None),
+            "warning": warning,
+        }
+
+
+class AzureMLScoringEndpoint(ScoringEndpoint):
+    """Azure ML managed online endpoint, blue/green (AzureMLDeployer)."""
+
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME
+    instance_type: str = "Standard_DS3_v2"
+    instance_count: int = 2
+    canary_percent: int = 10
+
+    def ml_client(self) -> Any:
+        from azure.ai.ml import MLClient
+        from azure.identity import DefaultAzureCredential
+
+        return MLClient(DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name)
+
+    def deploy(self, bundle: ChampionBundle, log: Callable[[str], None] = print) -> dict[str, Any]:
+        deployer = AzureMLDeployer(self.ml_client(), self.endpoint_name, self.instance_type, self.instance_count,
+                                   self.canary_percent, log)
+        return deployer.deploy(bundle)
