@@ -62,13 +62,23 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, echo=prin
     summary = RunSummary()
 
     def execute(what: str, keys: list[dg.AssetKey], partitions: str = "", **kwargs) -> bool:
-        result = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
+        result = job.execute_in_process(
+            instance=instance, asset_selection=keys, raise_on_error=False, **kwargs
+        )
         detail = ""
         if not result.success:
             failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
             detail = "; ".join(
-                (f.step_failure_data.user_failure_data.description if f.step_failure_data.user_failure_data else None)
-                or (f.step_failure_data.error.message.strip().splitlines()[-1] if f.step_failure_data.error else "failed")
+                (
+                    f.step_failure_data.user_failure_data.description
+                    if f.step_failure_data.user_failure_data
+                    else None
+                )
+                or (
+                    f.step_failure_data.error.message.strip().splitlines()[-1]
+                    if f.step_failure_data.error
+                    else "failed"
+                )
                 for f in failures
             )
         summary.runs.append(RunRecord(what, partitions or "-", result.run_id, result.success, detail))
@@ -85,7 +95,12 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, echo=prin
                 continue
             start, end = region_day_key(region, new[0]), region_day_key(region, new[-1])
             tags = {RANGE_START_TAG: str(start), RANGE_END_TAG: str(end)}
-            execute(f"{table.schema}/{table.name}", keys, f"{region} {new[0]}..{new[-1]} ({len(new)} new)", tags=tags)
+            execute(
+                f"{table.schema}/{table.name}",
+                keys,
+                f"{region} {new[0]}..{new[-1]} ({len(new)} new)",
+                tags=tags,
+            )
 
     downstream = _downstream(graph)
     by_region = [k for k in downstream if graph.get(k).partitions_def is not None]
@@ -117,7 +132,9 @@ def print_summary(summary: RunSummary, instance: dg.DagsterInstance, warehouse, 
     counts = warehouse.query(
         "SELECT region, COUNT(DISTINCT day) AS days, COUNT(*) AS rows_loaded FROM raw.sales GROUP BY region"
     ).set_index("region")
-    rejects = warehouse.query("SELECT region, COUNT(*) AS n FROM raw.sales_rejects GROUP BY region").set_index("region")
+    rejects = warehouse.query(
+        "SELECT region, COUNT(*) AS n FROM raw.sales_rejects GROUP BY region"
+    ).set_index("region")
     echo("")
     echo(f"{'region':<10} {'days loaded':>11} {'rows loaded':>12} {'rows rejected':>14}")
     for region in contract.REGION_KEYS:
@@ -134,13 +151,20 @@ def metrics_lines(instance: dg.DagsterInstance) -> list[str]:
     key = dg.AssetKey(["ml", "preference_model"])
     lines = []
     for region in contract.REGION_KEYS:
-        recs = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[region]), limit=1).records
+        recs = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[region]), limit=1
+        ).records
         if not recs or recs[0].asset_materialization is None:
             continue
         meta = recs[0].asset_materialization.metadata
-        vals = [meta.get(k) for k in ("hit_rate_at_3_model", "hit_rate_at_3_repeat", "hit_rate_at_3_popularity")]
+        vals = [
+            meta.get(k) for k in ("hit_rate_at_3_model", "hit_rate_at_3_repeat", "hit_rate_at_3_popularity")
+        ]
         if not lines:
-            lines += ["", f"{'region':<10} {'model':>8} {'repeat':>8} {'popularity':>11}   hit rate@3 on the time-based hold-out"]
+            lines += [
+                "",
+                f"{'region':<10} {'model':>8} {'repeat':>8} {'popularity':>11}   hit rate@3 on the time-based hold-out",
+            ]
         lines.append(f"{region:<10} " + " ".join(f"{_num(v):>8}" for v in vals[:2]) + f" {_num(vals[2]):>11}")
     return lines
 

@@ -31,10 +31,16 @@ SETTINGS: tuple[Setting, ...] = (
         required_in_azure=True,
     ),
     # Azure Blob landing zone
-    Setting("AZURE_STORAGE_ACCOUNT_URL", "landing storage account, https://<account>.blob.core.windows.net", required_in_azure=True),
+    Setting(
+        "AZURE_STORAGE_ACCOUNT_URL",
+        "landing storage account, https://<account>.blob.core.windows.net",
+        required_in_azure=True,
+    ),
     Setting("AZURE_STORAGE_CONTAINER", "landing container (default `landing`)"),
     Setting("AZURE_STORAGE_SAS_TOKEN", "optional SAS token instead of DefaultAzureCredential", secret=True),
-    Setting("AZURE_STORAGE_ACCOUNT_KEY", "optional account key instead of DefaultAzureCredential", secret=True),
+    Setting(
+        "AZURE_STORAGE_ACCOUNT_KEY", "optional account key instead of DefaultAzureCredential", secret=True
+    ),
     Setting("AZURE_STORAGE_CONNECTION_STRING", "connection string, for Azurite only", secret=True),
     # Snowflake warehouse
     Setting("SNOWFLAKE_ACCOUNT", "Snowflake account identifier", required_in_azure=True),

@@ -78,7 +78,9 @@ def _start_azurite(workdir: Path) -> tuple[subprocess.Popen, Azurite, Path]:
             "--silent",
         ]  # fmt: skip
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         azurite = Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and proc.poll() is None:
@@ -86,7 +88,9 @@ def _start_azurite(workdir: Path) -> tuple[subprocess.Popen, Azurite, Path]:
                 return proc, azurite, log
             time.sleep(0.1)
         _stop(proc)
-    pytest.fail(f"Azurite did not start within {START_TIMEOUT_S:.0f}s: {last_log.read_text(errors='replace')[-2000:]}")
+    pytest.fail(
+        f"Azurite did not start within {START_TIMEOUT_S:.0f}s: {last_log.read_text(errors='replace')[-2000:]}"
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -116,7 +120,9 @@ def blob_landing_for(azurite: Azurite, container: str):
     from globolatte_dagster.resources.blob_landing import BlobLandingZone
 
     return BlobLandingZone(
-        container=container, account_url=azurite.blob_url, credential=AzureBlobStorageKeyCredential(key=AZURITE_KEY)
+        container=container,
+        account_url=azurite.blob_url,
+        credential=AzureBlobStorageKeyCredential(key=AZURITE_KEY),
     )
 
 
@@ -178,7 +184,9 @@ def fake_snowflake(monkeypatch: pytest.MonkeyPatch, snowflake_private_key: str) 
 
 
 @pytest.fixture
-def azure_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, azurite_container: str, fake_snowflake) -> str:
+def azure_env(
+    monkeypatch: pytest.MonkeyPatch, azurite: Azurite, azurite_container: str, fake_snowflake
+) -> str:
     """Every variable of GLOBOLATTE_ENV=azure, pointing at Azurite and fakesnow. Returns the container."""
     monkeypatch.setenv("GLOBOLATTE_ENV", "azure")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", azurite.blob_url)
@@ -196,5 +204,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("landing") == "azurite":
             item.add_marker(pytest.mark.azure)
-
-

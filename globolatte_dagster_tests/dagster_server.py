@@ -77,7 +77,9 @@ class DagsterServer:
         self.log.close()
 
     def gql(self, query: str, variables: dict | None = None) -> dict:
-        response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+        response = httpx.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
+        )
         response.raise_for_status()
         body = response.json()
         if body.get("errors"):
@@ -91,7 +93,10 @@ class DagsterServer:
         )
         for entry in data["workspaceOrError"]["locationEntries"]:
             if entry["name"] == LOCATION:
-                if entry["locationOrLoadError"] and entry["locationOrLoadError"]["__typename"] == "PythonError":
+                if (
+                    entry["locationOrLoadError"]
+                    and entry["locationOrLoadError"]["__typename"] == "PythonError"
+                ):
                     return "ERROR"
                 return entry["loadStatus"]
         return None
@@ -113,7 +118,11 @@ class DagsterServer:
                  ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }""",
             {
                 "p": {
-                    "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
+                    "selector": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": REPOSITORY,
+                        "jobName": job,
+                    },
                     "executionMetadata": {"tags": tags},
                 }
             },
@@ -123,7 +132,9 @@ class DagsterServer:
         return data["run"]["runId"]
 
     def run_status(self, run_id: str) -> str:
-        data = self.gql("query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})
+        data = self.gql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
+        )
         return data["runOrError"]["status"]
 
     def wait_for_run(self, run_id: str, timeout: float = 300) -> str:
@@ -161,5 +172,6 @@ class DagsterServer:
 
     def cancel_backfill(self, backfill_id: str) -> None:
         self.gql(
-            "mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }", {"id": backfill_id}
+            "mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }",
+            {"id": backfill_id},
         )

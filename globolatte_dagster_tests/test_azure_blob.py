@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -25,8 +25,18 @@ def _sales(day: str, tid: str = "T001") -> bytes:
     return HEADER + f"\n{tid},BU_US,P001,C001,1,3.50,{day} 08:00:00,cash\n".encode()
 
 
-def _tick(landing, cursor):
-    result = sales_landing_sensor(dg.build_sensor_context(cursor=cursor, resources={"landing": landing}))
+def _instance_with_products() -> dg.DagsterInstance:
+    """The sales sensor waits for core/products; pretend the reference load ran."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=["core", "products"]))
+    return instance
+
+
+def _tick(landing, cursor, instance=None):
+    ctx = dg.build_sensor_context(
+        cursor=cursor, resources={"landing": landing}, instance=instance or _instance_with_products()
+    )
+    result = sales_landing_sensor(ctx)
     return list(result.run_requests or []), result.cursor
 
 
@@ -57,7 +67,9 @@ def test_blob_listing_reads_and_etag_fingerprints(azurite_landing: BlobLandingZo
 
 
 @pytest.mark.parametrize("kind", ["connection_string", "sas", "key"])
-def test_azure_resources_pick_the_credential_from_the_environment(azurite, azurite_container, monkeypatch, kind):
+def test_azure_resources_pick_the_credential_from_the_environment(
+    azurite, azurite_container, monkeypatch, kind
+):
     for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", azurite.blob_url)
@@ -70,7 +82,7 @@ def test_azure_resources_pick_the_credential_from_the_environment(azurite, azuri
             azurite_container,
             account_key=AZURITE_KEY,
             permission=ContainerSasPermissions(read=True, write=True, list=True),
-            expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+            expiry=datetime.now(UTC) + timedelta(hours=1),
         )
         monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", sas)
     else:

@@ -6,13 +6,25 @@ import pandas as pd
 import pytest
 
 import globolatte_dagster.resources.snowflake as sf
-from globolatte_dagster.defs.partitions import region_day, region_day_key, region_of_region_day, region_partitions
+from globolatte_dagster.defs.partitions import (
+    region_day,
+    region_day_key,
+    region_of_region_day,
+    region_partitions,
+)
 from globolatte_dagster.lib.schema import SCHEMAS, TABLES, WEATHER, Column, Table
 from globolatte_dagster.resources.azure import azure_resources
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 
 pytestmark = pytest.mark.azure
-SNOWFLAKE_TYPES = {"text": "VARCHAR", "int": "NUMBER(38,0)", "float": "FLOAT", "date": "DATE", "timestamp": "TIMESTAMP_NTZ", "bool": "BOOLEAN"}
+SNOWFLAKE_TYPES = {
+    "text": "VARCHAR",
+    "int": "NUMBER(38,0)",
+    "float": "FLOAT",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP_NTZ",
+    "bool": "BOOLEAN",
+}
 
 
 @pytest.fixture
@@ -40,8 +52,14 @@ def _weather_asset(values: dict[tuple[str, str], float], fail: bool = False):
             k = region_day.get_partition_key_from_str(key) if isinstance(key, str) else key
             region, day = k.keys_by_dimension["region"], k.keys_by_dimension["day"]
             rows.append(
-                {"region": region, "day": pd.Timestamp(day), "temp_max_c": values[(region, day)], "temp_min_c": 1.0,
-                 "precip_mm": None, "source_file": f"weather/{region}/{day}.csv"}
+                {
+                    "region": region,
+                    "day": pd.Timestamp(day),
+                    "temp_max_c": values[(region, day)],
+                    "temp_min_c": 1.0,
+                    "precip_mm": None,
+                    "source_file": f"weather/{region}/{day}.csv",
+                }
             )
         return pd.DataFrame(rows, columns=WEATHER.column_names)
 
@@ -63,7 +81,9 @@ def test_ddl_creates_every_table_with_the_contract_types_idempotently(warehouse)
     names = warehouse.ensure_tables()
     assert warehouse.ensure_tables() == names  # idempotent
     assert {n.split(".")[0] for n in names} <= set(SCHEMAS)
-    schemas = set(warehouse.query("SELECT schema_name FROM information_schema.schemata")["schema_name"].str.lower())
+    schemas = set(
+        warehouse.query("SELECT schema_name FROM information_schema.schemata")["schema_name"].str.lower()
+    )
     assert set(SCHEMAS) <= schemas
     for table in TABLES.values():
         cols = warehouse.query(
@@ -103,12 +123,18 @@ def test_the_same_sql_with_bound_values_runs_on_both_warehouses(kind, warehouse,
 
 
 def test_region_day_writes_replace_their_slice_and_read_back_by_region(sf_resources, warehouse):
-    values = {("america", "2024-09-22"): 20.0, ("america", "2024-09-23"): 21.0, ("canada", "2024-09-22"): 15.0}
-    for (region, day) in values:
+    values = {
+        ("america", "2024-09-22"): 20.0,
+        ("america", "2024-09-23"): 21.0,
+        ("canada", "2024-09-22"): 15.0,
+    }
+    for region, day in values:
         _write(sf_resources, values, region, day)
     _write(sf_resources, {**values, ("america", "2024-09-22"): 25.5}, "america", "2024-09-22")  # re-run
     assert _weather_rows(warehouse) == [
-        ("america", "2024-09-22", 25.5), ("america", "2024-09-23", 21.0), ("canada", "2024-09-22", 15.0)
+        ("america", "2024-09-22", 25.5),
+        ("america", "2024-09-23", 21.0),
+        ("canada", "2024-09-22", 15.0),
     ]
 
     # one run over a range of days of one region (BackfillPolicy.single_run): a time-window slice
@@ -123,7 +149,9 @@ def test_region_day_writes_replace_their_slice_and_read_back_by_region(sf_resour
     )
     assert result.success
     assert _weather_rows(warehouse) == [
-        ("america", "2024-09-22", 1.0), ("america", "2024-09-23", 2.0), ("canada", "2024-09-22", 15.0)
+        ("america", "2024-09-22", 1.0),
+        ("america", "2024-09-23", 2.0),
+        ("canada", "2024-09-22", 15.0),
     ]
 
     # a region-partitioned reader gets every day of its region, typed like the local warehouse
@@ -136,7 +164,9 @@ def test_region_day_writes_replace_their_slice_and_read_back_by_region(sf_resour
     def reader(weather: pd.DataFrame) -> None:
         seen["frame"] = weather
 
-    dg.materialize([_weather_asset(values), reader], selection=[reader], resources=sf_resources, partition_key="america")
+    dg.materialize(
+        [_weather_asset(values), reader], selection=[reader], resources=sf_resources, partition_key="america"
+    )
     frame = seen["frame"].sort_values("day").reset_index(drop=True)
     assert frame.columns.tolist() == WEATHER.column_names
     assert str(frame["day"].dtype) == "datetime64[us]" and frame["temp_max_c"].tolist() == [1.0, 2.0]
@@ -144,22 +174,44 @@ def test_region_day_writes_replace_their_slice_and_read_back_by_region(sf_resour
 
 
 def test_region_partitioned_table_with_partition_expr_region(sf_resources, warehouse, monkeypatch):
-    table = Table("ml", "segment_sizes", (Column("region", "text", False), Column("segment", "int", False),
-                                          Column("customers", "int"), Column("as_of", "timestamp")), "region")
+    table = Table(
+        "ml",
+        "segment_sizes",
+        (
+            Column("region", "text", False),
+            Column("segment", "int", False),
+            Column("customers", "int"),
+            Column("as_of", "timestamp"),
+        ),
+        "region",
+    )
     monkeypatch.setitem(TABLES, ("ml", "segment_sizes"), table)
 
     def build(n: int):
-        @dg.asset(key=table.key, partitions_def=region_partitions, metadata={"partition_expr": "region"},
-                  io_manager_key="warehouse_io_manager")
+        @dg.asset(
+            key=table.key,
+            partitions_def=region_partitions,
+            metadata={"partition_expr": "region"},
+            io_manager_key="warehouse_io_manager",
+        )
         def segment_sizes(context: dg.AssetExecutionContext) -> pd.DataFrame:
-            return pd.DataFrame({"region": context.partition_key, "segment": range(n), "customers": [10] * n,
-                                 "as_of": pd.Timestamp("2024-09-22 23:59:59")})
+            return pd.DataFrame(
+                {
+                    "region": context.partition_key,
+                    "segment": range(n),
+                    "customers": [10] * n,
+                    "as_of": pd.Timestamp("2024-09-22 23:59:59"),
+                }
+            )
+
         return segment_sizes
 
     for region in ("america", "mexico"):
         assert dg.materialize([build(3)], resources=sf_resources, partition_key=region).success
     assert dg.materialize([build(2)], resources=sf_resources, partition_key="america").success
-    df = warehouse.query("SELECT region, COUNT(*) AS n, MAX(as_of) AS t FROM ml.segment_sizes GROUP BY region ORDER BY region")
+    df = warehouse.query(
+        "SELECT region, COUNT(*) AS n, MAX(as_of) AS t FROM ml.segment_sizes GROUP BY region ORDER BY region"
+    )
     assert df["n"].tolist() == [2, 3]
     assert df["t"].tolist() == [pd.Timestamp("2024-09-22 23:59:59")] * 2
     assert _describe(warehouse, table)[1][1].startswith("NUMBER")  # created from lib.schema, not inferred
@@ -178,12 +230,16 @@ def test_failure_between_delete_and_insert_leaves_the_old_rows(sf_resources, war
         return real(target, f"{staging}_DOES_NOT_EXIST", columns)
 
     monkeypatch.setattr(sf, "insert_from_staging_sql", fail_after_delete)
-    result = _write(sf_resources, {("america", "2024-09-22"): 99.0}, "america", "2024-09-22", raise_on_error=False)
+    result = _write(
+        sf_resources, {("america", "2024-09-22"): 99.0}, "america", "2024-09-22", raise_on_error=False
+    )
 
     assert not result.success
     assert observed == [before]  # a concurrent reader never saw the partition empty
     assert _weather_rows(warehouse) == before == [("america", "2024-09-22", 20.0)]
-    leftovers = warehouse.query("SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%STAGING%'")
+    leftovers = warehouse.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%STAGING%'"
+    )
     assert leftovers.empty  # the staging table is dropped on failure too
 
     monkeypatch.setattr(sf, "insert_from_staging_sql", real)
@@ -191,7 +247,9 @@ def test_failure_between_delete_and_insert_leaves_the_old_rows(sf_resources, war
     assert _weather_rows(warehouse) == [("america", "2024-09-22", 99.0)]
 
 
-def test_stock_snowflake_io_manager_loses_the_partition_on_the_same_failure(fake_snowflake, warehouse, monkeypatch):
+def test_stock_snowflake_io_manager_loses_the_partition_on_the_same_failure(
+    fake_snowflake, warehouse, monkeypatch
+):
     """Why the wrapper exists (dagster issue 14091): the stock manager deletes, then fails to write."""
     import dagster_snowflake_pandas.snowflake_pandas_type_handler as handler
     from dagster_snowflake_pandas import SnowflakePandasIOManager
@@ -207,5 +265,7 @@ def test_stock_snowflake_io_manager_loses_the_partition_on_the_same_failure(fake
         raise RuntimeError("injected: the warehouse went away during the write")
 
     monkeypatch.setattr(handler, "write_pandas", broken_write)
-    assert not _write(stock, {("america", "2024-09-22"): 99.0}, "america", "2024-09-22", raise_on_error=False).success
+    assert not _write(
+        stock, {("america", "2024-09-22"): 99.0}, "america", "2024-09-22", raise_on_error=False
+    ).success
     assert _weather_rows(warehouse) == []  # the old rows are gone

@@ -11,12 +11,25 @@ from globolatte_dagster.lib.schema import TABLES
 def test_definitions_load_locally_with_the_documented_graph(defs: dg.Definitions):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"raw/sales", "raw/sales_rejects", "raw/weather", "core/products", "core/customers", "core/calendar"} <= keys
+    assert {
+        "raw/sales",
+        "raw/sales_rejects",
+        "raw/weather",
+        "core/products",
+        "core/customers",
+        "core/calendar",
+    } <= keys
     sensors = {s.name: s for s in defs.sensors}
     assert sensors["sales_landing_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["sales_landing_sensor"].minimum_interval_seconds == 30
     checks = {c.name for c in graph.asset_check_keys if c.asset_key == dg.AssetKey(["raw", "sales"])}
-    assert {"has_rows", "unique_transaction_product", "timestamps_on_day", "rejected_share", "products_known"} <= checks
+    assert {
+        "has_rows",
+        "unique_transaction_product",
+        "timestamps_on_day",
+        "rejected_share",
+        "products_known",
+    } <= checks
 
 
 def test_every_asset_has_kinds_group_and_a_description(defs: dg.Definitions):

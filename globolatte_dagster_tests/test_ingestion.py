@@ -122,7 +122,11 @@ def test_unparseable_file_fails_the_partition_naming_the_file_and_loads_nothing(
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.error.message if failure.step_failure_data.error else ""
-    description = failure.step_failure_data.user_failure_data.description if failure.step_failure_data.user_failure_data else ""
+    description = (
+        failure.step_failure_data.user_failure_data.description
+        if failure.step_failure_data.user_failure_data
+        else ""
+    )
     text = f"{message} {description}"
     assert "sales/america/2024-09-22/broken.csv" in text
     assert problem in text
@@ -152,8 +156,13 @@ def test_valid_files_beyond_the_simulator_load(landing, resources, warehouse_pat
     assert rows["extra"].str.contains("till").all()
     assert result.get_asset_materialization_events()[0].materialization.metadata["rows_rejected"].value == 0
     # a day with sales but no weather is fine: weather reports it missing, it does not fail
-    w = dg.materialize([weather], resources=resources, partition_key=str(region_day_key("canada", "2025-02-03")))
-    assert "canada|2025-02-03" in w.get_asset_materialization_events()[0].materialization.metadata["days_missing"].value
+    w = dg.materialize(
+        [weather], resources=resources, partition_key=str(region_day_key("canada", "2025-02-03"))
+    )
+    assert (
+        "canada|2025-02-03"
+        in w.get_asset_materialization_events()[0].materialization.metadata["days_missing"].value
+    )
 
 
 def test_calendar_marks_national_holidays_per_country(resources, warehouse_path):
@@ -163,7 +172,11 @@ def test_calendar_marks_national_holidays_per_country(resources, warehouse_path)
         "SELECT region, is_holiday FROM core.calendar WHERE day = DATE '2025-07-01' ORDER BY region",
     )
     # Canada Day is a holiday only in Canada
-    assert cal.set_index("region")["is_holiday"].to_dict() == {"america": False, "canada": True, "mexico": False}
+    assert cal.set_index("region")["is_holiday"].to_dict() == {
+        "america": False,
+        "canada": True,
+        "mexico": False,
+    }
 
 
 def test_customers_lose_name_and_email(landing, resources, warehouse_path):
@@ -220,7 +233,9 @@ def test_simulated_broken_rows_are_exactly_the_rejects(landing, resources, wareh
     assert len(broken) > 10
     rejects = _table(warehouse_path, "SELECT source_file, source_line, reason FROM raw.sales_rejects")
     got = {(f, int(n)): r for f, n, r in rejects.itertuples(index=False)}
-    want = {(f, int(n)): REASON_OF_KIND[k] for f, n, k in broken[["file", "line", "kind"]].itertuples(index=False)}
+    want = {
+        (f, int(n)): REASON_OF_KIND[k] for f, n, k in broken[["file", "line", "kind"]].itertuples(index=False)
+    }
     assert set(got) == set(want)
     assert all(got[key].startswith(reason) for key, reason in want.items())
     loaded = _table(warehouse_path, "SELECT count(*) AS n FROM raw.sales")["n"].iloc[0]

@@ -30,7 +30,9 @@ class Sensor:
         self.instance = instance or _instance_with_products()
 
     def tick(self) -> list[dg.RunRequest]:
-        ctx = dg.build_sensor_context(cursor=self.cursor, resources={"landing": self.landing}, instance=self.instance)
+        ctx = dg.build_sensor_context(
+            cursor=self.cursor, resources={"landing": self.landing}, instance=self.instance
+        )
         result = self.sensor(ctx)
         if result is None or isinstance(result, dg.SkipReason):
             return []
@@ -131,7 +133,9 @@ def test_settled_days_are_not_listed_again(landing):
 
 def test_weather_and_reference_sensors(landing):
     w = Sensor(weather_landing_sensor, landing)
-    landing.write_bytes("weather/mexico/2025-05-01.csv", b"date,temp_max_c,temp_min_c,precip_mm\n2025-05-01,29,14,0\n")
+    landing.write_bytes(
+        "weather/mexico/2025-05-01.csv", b"date,temp_max_c,temp_min_c,precip_mm\n2025-05-01,29,14,0\n"
+    )
     landing.write_bytes("weather/mexico/not-a-day.csv", b"x")
     assert _partitions(w.tick()) == ["2025-05-01|mexico"]
     assert w.tick() == []

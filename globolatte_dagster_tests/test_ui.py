@@ -24,11 +24,11 @@ def server(tmp_path_factory) -> DagsterServer:
     landing.write_bytes("reference/products.csv", PRODUCTS_CSV)
     landing.write_bytes("reference/customers.csv", CUSTOMERS_CSV)
     for day in ("2024-09-22", "2024-09-23"):
-        landing.write_bytes(f"sales/america/{day}/sample.csv", SAMPLE_EXPORT.replace(b"2024-09-22", day.encode()))
+        landing.write_bytes(
+            f"sales/america/{day}/sample.csv", SAMPLE_EXPORT.replace(b"2024-09-22", day.encode())
+        )
     srv = DagsterServer(home).start()
     try:
-        run_id = srv.launch_partition_run("refresh_reference", "", {}) if False else None
-        del run_id
         yield srv
     finally:
         srv.stop()
@@ -60,7 +60,12 @@ def test_asset_graph_in_chromium_and_a_partition_run_through_graphql(server: Dag
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
         )
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(f"{server.url}/asset-groups/raw", wait_until="networkidle", timeout=120_000)
@@ -101,8 +106,11 @@ def test_one_region_year_backfill_runs_in_few_runs(server: DagsterServer):
         if len(server.runs_with_tag("dagster/backfill", backfill_id)) > 10:
             break
     runs = server.runs_with_tag("dagster/backfill", backfill_id)
-    server.cancel_backfill(backfill_id) if status == "REQUESTED" else None
+    if status == "REQUESTED":
+        server.cancel_backfill(backfill_id)
     (ARTIFACTS).mkdir(exist_ok=True)
-    (ARTIFACTS / "backfill-runs.txt").write_text(f"one region x 365 days of raw/sales -> {len(runs)} run(s), status {status}\n")
+    (ARTIFACTS / "backfill-runs.txt").write_text(
+        f"one region x 365 days of raw/sales -> {len(runs)} run(s), status {status}\n"
+    )
     assert 1 <= len(runs) <= 3, f"a one-region year launched {len(runs)} runs"
     assert all(r["status"] == "SUCCESS" for r in runs), runs

@@ -45,7 +45,12 @@ class FeatureParams:
     min_visit_days: int = 3  # fewer distinct visit days than this: flagged low_history
 
     def __post_init__(self) -> None:
-        if self.lookback_days < 1 or self.recent_days < 1 or self.half_life_days <= 0 or self.min_visit_days < 1:
+        if (
+            self.lookback_days < 1
+            or self.recent_days < 1
+            or self.half_life_days <= 0
+            or self.min_visit_days < 1
+        ):
             raise ValueError(f"invalid feature parameters {self}")
 
 
@@ -112,7 +117,8 @@ base AS (
 )"""
 
 _TOD_DAILY = ",\n    ".join(
-    f"SUM(CASE WHEN hour >= {lo} AND hour < {hi} THEN 1 ELSE 0 END) AS n_{name}" for name, lo, hi in TIME_OF_DAY
+    f"SUM(CASE WHEN hour >= {lo} AND hour < {hi} THEN 1 ELSE 0 END) AS n_{name}"
+    for name, lo, hi in TIME_OF_DAY
 )
 _TOD_SUM = ",\n    ".join(f"SUM(n_{name}) AS n_{name}" for name, _, _ in TIME_OF_DAY)
 _TOD_SHARE = ",\n  ".join(
@@ -360,7 +366,11 @@ FEATURE_COLUMNS: tuple[Column, ...] = (
     Column("n_tx_holiday", "int"),
     Column("n_tx_recent", "int"),
     *(Column(f"n_tx_t{j}", "int") for j in range(N_TEMP_BANDS)),
-    *(c for i in range(1, FAVOURITES + 1) for c in (Column(f"fav_{i}_product", "text"), Column(f"fav_{i}_weight", "float"))),
+    *(
+        c
+        for i in range(1, FAVOURITES + 1)
+        for c in (Column(f"fav_{i}_product", "text"), Column(f"fav_{i}_weight", "float"))
+    ),
     Column("category_shares", "text"),  # JSON object category -> share of items
     Column("low_history", "bool", False),
 )
@@ -396,7 +406,11 @@ def run_query(query: Query, sql: str, params: Sequence[Any]) -> pd.DataFrame:
 
 
 def customer_features(
-    query: Query, region: str, first_cutoff: date, last_cutoff: date | None = None, params: FeatureParams | None = None
+    query: Query,
+    region: str,
+    first_cutoff: date,
+    last_cutoff: date | None = None,
+    params: FeatureParams | None = None,
 ) -> pd.DataFrame:
     """One row per (as_of, customer) for every cutoff day in the range; guests are excluded.
 
@@ -426,7 +440,10 @@ def _category_json(cats: pd.DataFrame, df: pd.DataFrame) -> list[str]:
     by_key: dict[tuple, dict[str, float]] = {}
     for as_of, cid, cat, share in cats[["as_of", "customer_id", "category", "share"]].itertuples(index=False):
         by_key.setdefault((as_of, cid), {})[str(cat)] = round(float(share), 6)
-    return [json.dumps(by_key.get((a, c), {}), sort_keys=True) for a, c in zip(df["as_of"], df["customer_id"], strict=True)]
+    return [
+        json.dumps(by_key.get((a, c), {}), sort_keys=True)
+        for a, c in zip(df["as_of"], df["customer_id"], strict=True)
+    ]
 
 
 def category_shares(features: pd.DataFrame) -> pd.DataFrame:
@@ -438,7 +455,11 @@ def category_shares(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def customer_products(
-    query: Query, region: str, first_cutoff: date, last_cutoff: date | None = None, params: FeatureParams | None = None
+    query: Query,
+    region: str,
+    first_cutoff: date,
+    last_cutoff: date | None = None,
+    params: FeatureParams | None = None,
 ) -> pd.DataFrame:
     """Purchase counts per (as_of, customer, product): all, recency weighted, by day type and temperature band."""
     p = params or FeatureParams()
@@ -450,11 +471,17 @@ def customer_products(
 
 
 def product_popularity(
-    query: Query, region: str, first_cutoff: date, last_cutoff: date | None = None, params: FeatureParams | None = None
+    query: Query,
+    region: str,
+    first_cutoff: date,
+    last_cutoff: date | None = None,
+    params: FeatureParams | None = None,
 ) -> pd.DataFrame:
     """Transactions with each product over the recent window, guests included, with the window's totals."""
     p = params or FeatureParams()
-    df = run_query(query, PRODUCT_POPULARITY_SQL, _params(region, first_cutoff, last_cutoff or first_cutoff, p))
+    df = run_query(
+        query, PRODUCT_POPULARITY_SQL, _params(region, first_cutoff, last_cutoff or first_cutoff, p)
+    )
     for col in df.columns:
         if col not in ("as_of", "product_id"):
             df[col] = pd.to_numeric(df[col]).astype("float64")

@@ -13,8 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from globolatte_dagster.lib.contract import BUSINESS_UNITS, PAYMENT_METHODS, REGIONS, SALES_COLUMNS
 from globolatte_dagster.lib.schema import SALES, SALES_REJECTS, WEATHER
@@ -54,18 +58,12 @@ class SalesBatch:
         return {str(k): int(v) for k, v in kinds.value_counts().sort_index().items()}
 
 
-def decode_csv(path: str, data: bytes, required: Sequence[str]) -> tuple[list[str], list[list[str]], list[int]]:
+def decode_csv(
+    path: str, data: bytes, required: Sequence[str]
+) -> tuple[list[str], list[list[str]], list[int]]:
     """Parse a UTF-8 CSV with a header. Returns header, rows and each row's 1-based line number."""
-    if not data.strip():
-        raise FileRejected(path, "the file is empty")
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise FileRejected(path, "UTF-16 text, not UTF-8 as the contract requires")
-    if b"\x00" in data:
-        raise FileRejected(path, "binary content (NUL bytes), not a UTF-8 CSV")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FileRejected(path, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+    _check_text(path, data)
+    text = data.decode("utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=",", quotechar='"', strict=False)
     try:
         header = [h.strip() for h in next(reader)]
@@ -82,146 +80,225 @@ def decode_csv(path: str, data: bytes, required: Sequence[str]) -> tuple[list[st
         raise FileRejected(path, f"duplicate column names {', '.join(dupes)}")
     rows: list[list[str]] = []
     lines: list[int] = []
+    previous_end = reader.line_num
     try:
         for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
+            first_line, previous_end = previous_end + 1, reader.line_num  # a quoted newline spans lines
+            if not row:
                 continue  # blank line
             rows.append(row)
-            lines.append(reader.line_num)
+            lines.append(first_line)
     except csv.Error as exc:
         raise FileRejected(path, f"CSV syntax error near line {reader.line_num}: {exc}") from exc
     return header, rows, lines
 
 
-def _frame(lf: LandedFile, header: list[str], rows: list[list[str]], lines: list[int]) -> pd.DataFrame:
+def _line_layout(data: bytes, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Line numbers and field counts of the non-blank lines after the header (a file without quotes)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    ends = np.append(newlines, len(buf))
+    starts = np.concatenate(([0], newlines + 1))
+    keep = starts < len(buf)  # no phantom line after a final newline
+    starts, ends = starts[keep], ends[keep]
+    # a trailing carriage return belongs to the line ending
+    has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+    lengths = ends - starts - has_cr
+    commas = np.concatenate(([0], np.cumsum(buf == 44)))
+    fields = commas[ends] - commas[starts] + 1
+    line_no = np.arange(1, len(starts) + 1)
+    body = (line_no > start) & (lengths > 0)
+    return line_no[body], fields[body]
+
+
+def _parse_fast(lf: LandedFile, header: list[str]) -> pa.Table | None:
+    """Parse a quote-free file with Arrow; None when the fast path does not apply."""
+    if b'"' in lf.data:
+        return None
+    lines, fields = _line_layout(lf.data, 1)
     width = len(header)
+    table = pacsv.read_csv(
+        io.BytesIO(lf.data),
+        read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, use_threads=False),
+        parse_options=pacsv.ParseOptions(delimiter=",", invalid_row_handler=lambda row: "skip"),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
+        ),
+    )
+    good = fields == width
+    if table.num_rows != int(good.sum()):
+        return None  # the layout and the parser disagree: take the exact path
+    table = pa.table({c: pc.utf8_trim_whitespace(table[c]) for c in header})
+    order, counts = lines, fields
+    if (~good).any():
+        blanks = pa.table({c: pa.array([""] * int((~good).sum()), pa.string()) for c in header})
+        table = pa.concat_tables([table, blanks])
+        order = np.concatenate((lines[good], lines[~good]))
+        counts = np.concatenate((fields[good], fields[~good]))
+    return _with_context(lf, table, header, order, counts)
+
+
+def _parse_exact(lf: LandedFile) -> pa.Table:
+    header, rows, lines = decode_csv(lf.path, lf.data, SALES_COLUMNS)
+    width = len(header)
+    padded = [[v.strip() for v in (r + [""] * width)[:width]] for r in rows]
+    table = pa.table({c: pa.array([r[i] for r in padded], pa.string()) for i, c in enumerate(header)})
     counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    padded = [r if len(r) == width else (r + [""] * width)[:width] for r in rows]
-    df = pd.DataFrame(padded, columns=header, dtype=object) if rows else pd.DataFrame(columns=header)
-    df = df.apply(lambda s: s.str.strip()) if rows else df
+    return _with_context(lf, table, header, np.asarray(lines, dtype=np.int64), counts)
+
+
+def _with_context(
+    lf: LandedFile, table: pa.Table, header: list[str], lines: np.ndarray, counts: np.ndarray
+) -> pa.Table:
+    n = table.num_rows
     extra_cols = [c for c in header if c not in SALES_COLUMNS]
-    if extra_cols and rows:
-        df["extra"] = [json.dumps(dict(zip(extra_cols, vals, strict=True))) for vals in df[extra_cols].itertuples(index=False, name=None)]
+    if extra_cols and n:
+        values = zip(*(table[c].to_pylist() for c in extra_cols), strict=True)
+        extra = pa.array([json.dumps(dict(zip(extra_cols, v, strict=True))) for v in values], pa.string())
     else:
-        df["extra"] = None
-    df["_fields"] = counts
-    df["_width"] = width
-    df["source_file"] = lf.path
-    df["source_line"] = np.asarray(lines, dtype=np.int64)
-    df["region"] = lf.region
-    df["day"] = lf.day
-    return df
+        extra = pa.nulls(n, pa.string())
+    cols = {c: table[c] for c in SALES_COLUMNS}
+    cols.update(
+        extra=extra,
+        _fields=pa.array(counts, pa.int64()),
+        _width=pa.array(np.full(n, len(header)), pa.int64()),
+        source_file=pa.array([lf.path] * n, pa.string()),
+        source_line=pa.array(lines, pa.int64()),
+        region=pa.array([lf.region] * n, pa.string()),
+        day=pa.array([lf.day] * n, pa.date32()),
+    )
+    return pa.table(cols)
+
+
+def parse_sales_file(lf: LandedFile) -> pa.Table:
+    """One landed sales file as strings plus its context (file, line, field count, region, day)."""
+    header_text = _check_text(lf.path, lf.data)
+    header = [h.strip() for h in next(csv.reader([header_text]))]
+    if any(c not in header for c in SALES_COLUMNS) or len(set(header)) != len(header):
+        return _parse_exact(lf)  # raises FileRejected with the exact problem
+    return _parse_fast(lf, header) or _parse_exact(lf)
+
+
+def _check_text(path: str, data: bytes) -> str:
+    """Reject what is not UTF-8 CSV text at all; return the header line."""
+    if not data.strip():
+        raise FileRejected(path, "the file is empty")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise FileRejected(path, "UTF-16 text, not UTF-8 as the contract requires")
+    if b"\x00" in data:
+        raise FileRejected(path, "binary content (NUL bytes), not a UTF-8 CSV")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileRejected(path, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+    return text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
+
+
+# The first rule each row breaks, as [column, reason]. Known values are bound as parameters.
+_VALIDATE_SQL = r"""
+WITH checked AS (
+  SELECT b.*,
+    TRY_CAST(total_price AS DOUBLE) AS _price,
+    CASE WHEN regexp_full_match(transaction_date, '\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}')
+         THEN TRY_STRPTIME(transaction_date, '%Y-%m-%d %H:%M:%S') END AS _ts,
+    list_extract(map_extract(MAP($unit_keys, $unit_regions), business_unit), 1) AS _unit_region
+  FROM batch b
+), reasoned AS (
+  SELECT *,
+    CASE
+      WHEN _fields <> _width THEN ['', 'wrong field count: expected ' || _width || ' fields, found ' || _fields]
+      WHEN transaction_id = '' THEN ['transaction_id', 'missing value: transaction_id is empty']
+      WHEN business_unit = '' THEN ['business_unit', 'missing value: business_unit is empty']
+      WHEN product_id = '' THEN ['product_id', 'missing value: product_id is empty']
+      WHEN quantity = '' THEN ['quantity', 'missing value: quantity is empty']
+      WHEN total_price = '' THEN ['total_price', 'missing value: total_price is empty']
+      WHEN transaction_date = '' THEN ['transaction_date', 'missing value: transaction_date is empty']
+      WHEN payment_method = '' THEN ['payment_method', 'missing value: payment_method is empty']
+      WHEN _unit_region IS NULL THEN ['business_unit',
+        'unknown business unit: ''' || business_unit || ''' is not one of ' || $unit_list]
+      WHEN _unit_region <> region THEN ['business_unit',
+        'wrong business unit: ''' || business_unit || ''' belongs to ' || _unit_region
+        || ', the folder is ' || region || ' (' || list_extract(map_extract(MAP($region_keys, $region_units), region), 1) || ')']
+      WHEN NOT list_contains($products, product_id) THEN ['product_id',
+        'unknown product: ''' || product_id || ''' is not in reference/products.csv']
+      WHEN NOT regexp_full_match(quantity, '\+?\d{1,18}') OR TRY_CAST(quantity AS BIGINT) < 1 THEN ['quantity',
+        'bad quantity: ''' || quantity || ''' is not a whole number >= 1']
+      WHEN _price IS NULL OR NOT isfinite(_price) THEN ['total_price',
+        'bad total_price: ''' || total_price || ''' is not a decimal']
+      WHEN _price < 0 THEN ['total_price', 'bad total_price: ''' || total_price || ''' is negative']
+      WHEN _ts IS NULL THEN ['transaction_date',
+        'bad timestamp: ''' || transaction_date || ''' is not YYYY-MM-DD HH:MM:SS']
+      WHEN CAST(_ts AS DATE) <> day THEN ['transaction_date',
+        'timestamp off the partition day: ''' || transaction_date || ''' is not on ' || CAST(day AS VARCHAR)]
+      WHEN NOT list_contains($payments, payment_method) THEN ['payment_method',
+        'bad payment_method: ''' || payment_method || ''' is not one of ' || $payment_list]
+    END AS _why
+  FROM checked
+), ranked AS (
+  SELECT *,
+    row_number() OVER w AS _nth,
+    first_value(source_file || ':' || source_line) OVER w AS _first
+  FROM reasoned
+  WINDOW w AS (PARTITION BY region, day, transaction_id, product_id, _why IS NULL ORDER BY source_file, source_line)
+)
+SELECT *,
+  COALESCE(_why, CASE WHEN _nth > 1 THEN ['transaction_id',
+    'duplicate row: (transaction_id, product_id) already loaded from ' || _first] END) AS _reason
+FROM ranked
+"""
 
 
 def validate_sales(files: Iterable[LandedFile], known_products: Iterable[str]) -> SalesBatch:
-    """Validate every file of one or more (region, day) partitions.
+    """Validate every file of one or more (region, day) partitions, in bulk.
 
     Raises FileRejected for a file that cannot be parsed at all; otherwise splits rows into valid rows
     (the `raw.sales` columns) and rejects (the `raw.sales_rejects` columns).
     """
-    frames: list[pd.DataFrame] = []
+    tables: list[pa.Table] = []
     file_info: list[dict] = []
     for lf in sorted(files, key=lambda f: f.path):
-        header, rows, lines = decode_csv(lf.path, lf.data, SALES_COLUMNS)
-        frames.append(_frame(lf, header, rows, lines))
-        file_info.append({"path": lf.path, "bytes": len(lf.data), "rows": len(rows), "fingerprint": lf.fingerprint})
-    if not frames:
+        table = parse_sales_file(lf)
+        tables.append(table)
+        file_info.append(
+            {"path": lf.path, "bytes": len(lf.data), "rows": table.num_rows, "fingerprint": lf.fingerprint}
+        )
+    if not tables:
         return SalesBatch(_empty(SALES.column_names), _empty(SALES_REJECTS.column_names), file_info)
-    raw = pd.concat(frames, ignore_index=True)
-    raw_records = raw.drop(columns=["extra", "_fields", "_width", "region", "day", "source_file", "source_line"])
-    reason, column = _sales_reasons(raw, set(known_products))
-    bad = reason.notna()
-    rejects = pd.DataFrame(
-        {
-            "region": raw["region"],
-            "day": pd.to_datetime(raw["day"]),
-            "source_file": raw["source_file"],
-            "source_line": raw["source_line"],
-            "column_name": column,
-            "reason": reason,
-        }
-    )[bad]
-    rejects["raw_record"] = [
-        json.dumps({k: v for k, v in rec.items() if isinstance(v, str)}) for rec in raw_records[bad].to_dict("records")
-    ]
-    ok = raw[~bad]
-    valid = pd.DataFrame(
-        {
-            "region": ok["region"],
-            "day": pd.to_datetime(ok["day"]),
-            "transaction_id": ok["transaction_id"],
-            "business_unit": ok["business_unit"],
-            "product_id": ok["product_id"],
-            "customer_id": ok["customer_id"].where(ok["customer_id"] != "", None),
-            "quantity": pd.to_numeric(ok["quantity"]).astype("int64"),
-            "total_price": pd.to_numeric(ok["total_price"]).astype("float64"),
-            "transaction_date": pd.to_datetime(ok["transaction_date"], format=_TS_FORMAT),
-            "payment_method": ok["payment_method"],
-            "extra": ok["extra"],
-            "source_file": ok["source_file"],
-            "source_line": ok["source_line"].astype("int64"),
-        }
-    )
-    return SalesBatch(valid.reset_index(drop=True), rejects[SALES_REJECTS.column_names].reset_index(drop=True), file_info)
+    params = {
+        "unit_keys": list(BUSINESS_UNITS),
+        "unit_regions": list(BUSINESS_UNITS.values()),
+        "region_keys": list(REGIONS),
+        "region_units": [r.business_unit for r in REGIONS.values()],
+        "unit_list": ", ".join(BUSINESS_UNITS),
+        "products": sorted({str(p) for p in known_products}),
+        "payments": list(PAYMENT_METHODS),
+        "payment_list": ", ".join(PAYMENT_METHODS),
+    }
+    with duckdb.connect() as conn:
+        conn.register("batch", pa.concat_tables(tables))
+        conn.execute(f"CREATE TEMP TABLE checked AS {_VALIDATE_SQL}", params)
+        valid = conn.execute(
+            """SELECT region, CAST(day AS TIMESTAMP) AS day, transaction_id, business_unit, product_id,
+                      NULLIF(customer_id, '') AS customer_id, CAST(quantity AS BIGINT) AS quantity,
+                      _price AS total_price, _ts AS transaction_date, payment_method, extra, source_file, source_line
+               FROM checked WHERE _reason IS NULL ORDER BY source_file, source_line"""
+        ).df()
+        rejects = conn.execute(
+            """SELECT region, CAST(day AS TIMESTAMP) AS day, source_file, source_line,
+                      NULLIF(_reason[1], '') AS column_name, _reason[2] AS reason,
+                      transaction_id, business_unit, product_id, customer_id, quantity, total_price,
+                      transaction_date, payment_method, extra
+               FROM checked WHERE _reason IS NOT NULL ORDER BY source_file, source_line"""
+        ).df()
+    rejects["raw_record"] = [_raw_record(r) for r in rejects.to_dict("records")]
+    return SalesBatch(valid[SALES.column_names], rejects[SALES_REJECTS.column_names], file_info)
 
 
-def _sales_reasons(raw: pd.DataFrame, products: set[str]) -> tuple[pd.Series, pd.Series]:
-    """The first rule each row breaks (reason, column), or NaN for a valid row."""
-    n = len(raw)
-    reason = pd.Series([None] * n, index=raw.index, dtype=object)
-    column = pd.Series([None] * n, index=raw.index, dtype=object)
-
-    def flag(mask: pd.Series, col: str | None, text: pd.Series | str) -> None:
-        todo = mask & reason.isna()
-        if not todo.any():
-            return
-        reason[todo] = text[todo] if isinstance(text, pd.Series) else text
-        column[todo] = col
-
-    fields = raw["_fields"]
-    flag(fields != raw["_width"], None, "wrong field count: expected " + raw["_width"].astype(str) + " fields, found " + fields.astype(str))
-    for col in ("transaction_id", "business_unit", "product_id", "quantity", "total_price", "transaction_date", "payment_method"):
-        flag(raw[col] == "", col, f"missing value: {col} is empty")
-
-    bu = raw["business_unit"]
-    unit_region = bu.map(BUSINESS_UNITS)
-    flag(unit_region.isna(), "business_unit", "unknown business unit: '" + bu + "' is not one of " + ", ".join(BUSINESS_UNITS))
-    expected = raw["region"].map({k: r.business_unit for k, r in REGIONS.items()})
-    flag(
-        unit_region.notna() & (unit_region != raw["region"]),
-        "business_unit",
-        "wrong business unit: '" + bu + "' belongs to " + unit_region.fillna("") + ", the folder is " + raw["region"] + " (" + expected + ")",
-    )
-    flag(~raw["product_id"].isin(products), "product_id", "unknown product: '" + raw["product_id"] + "' is not in reference/products.csv")
-
-    qty = raw["quantity"]
-    qty_ok = qty.str.fullmatch(r"\+?\d+") & (pd.to_numeric(qty, errors="coerce") >= 1)
-    flag(~qty_ok.fillna(False).astype(bool), "quantity", "bad quantity: '" + qty + "' is not a whole number >= 1")
-    price = pd.to_numeric(raw["total_price"], errors="coerce")
-    flag(price.isna() | ~np.isfinite(price.fillna(0)), "total_price", "bad total_price: '" + raw["total_price"] + "' is not a decimal")
-    flag(price < 0, "total_price", "bad total_price: '" + raw["total_price"] + "' is negative")
-
-    ts_text = raw["transaction_date"]
-    ts = pd.to_datetime(ts_text.where(ts_text.str.fullmatch(_TS_PATTERN).fillna(False).astype(bool)), format=_TS_FORMAT, errors="coerce")
-    flag(ts.isna(), "transaction_date", "bad timestamp: '" + ts_text + "' is not YYYY-MM-DD HH:MM:SS")
-    on_day = ts.dt.normalize() == pd.to_datetime(raw["day"])
-    flag(ts.notna() & ~on_day, "transaction_date", "timestamp off the partition day: '" + ts_text + "' is not on " + raw["day"].astype(str))
-    flag(~raw["payment_method"].isin(PAYMENT_METHODS), "payment_method", "bad payment_method: '" + raw["payment_method"] + "' is not one of " + ", ".join(PAYMENT_METHODS))
-
-    # (transaction_id, product_id) is unique within region and day: the first valid row wins.
-    ok = reason.isna()
-    keys = raw.loc[ok, ["region", "day", "transaction_id", "product_id"]]
-    dup = keys.duplicated(keep="first")
-    if dup.any():
-        first = raw.loc[keys[~dup].index].set_index(["region", "day", "transaction_id", "product_id"])
-        dup_idx = keys[dup].index
-        where = [
-            f"{first.loc[tuple(k), 'source_file']}:{first.loc[tuple(k), 'source_line']}"
-            for k in keys.loc[dup_idx].itertuples(index=False, name=None)
-        ]
-        reason[dup_idx] = [f"duplicate row: (transaction_id, product_id) already loaded from {w}" for w in where]
-        column[dup_idx] = "transaction_id"
-    return reason, column
+def _raw_record(row: dict) -> str:
+    record = {c: row[c] for c in SALES_COLUMNS}
+    if isinstance(row.get("extra"), str):
+        record.update(json.loads(row["extra"]))
+    return json.dumps(record)
 
 
 def _empty(columns: Sequence[str]) -> pd.DataFrame:
@@ -246,5 +323,6 @@ def parse_weather(lf: LandedFile) -> pd.DataFrame:
         except ValueError as exc:
             raise FileRejected(lf.path, f"{col} '{rec[col]}' is not a number") from exc
     return pd.DataFrame(
-        [{"region": lf.region, "day": pd.Timestamp(lf.day), **values, "source_file": lf.path}], columns=WEATHER.column_names
+        [{"region": lf.region, "day": pd.Timestamp(lf.day), **values, "source_file": lf.path}],
+        columns=WEATHER.column_names,
     )

@@ -20,7 +20,8 @@ def top_k(scores: np.ndarray, k: int, tie_break: np.ndarray | None = None) -> np
 def hits(recommended: np.ndarray, bought: Sequence[Iterable[int]]) -> np.ndarray:
     """1 where any recommended index of a row is in that row's bought set, else 0."""
     return np.array(
-        [int(bool(set(map(int, rec)) & set(b))) for rec, b in zip(recommended, bought, strict=True)], dtype=np.int64
+        [int(bool(set(map(int, rec)) & set(b))) for rec, b in zip(recommended, bought, strict=True)],
+        dtype=np.int64,
     )
 
 

@@ -27,6 +27,7 @@ import holidays
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib import metrics as M
@@ -35,8 +36,22 @@ from globolatte_dagster.lib.reference import season
 from globolatte_dagster.lib.segments import Segmenter, fit_segments
 
 SEASONS = ("winter", "spring", "summer", "autumn")
-CP_COLS = ("n", "rw", "last_age", "n_weekend", "n_holiday", "n_recent", *(f"n_t{j}" for j in range(F.N_TEMP_BANDS)))
-CUST_TX = ("n_transactions", "n_tx_weekend", "n_tx_holiday", "n_tx_recent", *(f"n_tx_t{j}" for j in range(F.N_TEMP_BANDS)))
+CP_COLS = (
+    "n",
+    "rw",
+    "last_age",
+    "n_weekend",
+    "n_holiday",
+    "n_recent",
+    *(f"n_t{j}" for j in range(F.N_TEMP_BANDS)),
+)
+CUST_TX = (
+    "n_transactions",
+    "n_tx_weekend",
+    "n_tx_holiday",
+    "n_tx_recent",
+    *(f"n_tx_t{j}" for j in range(F.N_TEMP_BANDS)),
+)
 CUST_FEATURES = (
     "visits_per_week",
     "recency_days",
@@ -48,7 +63,13 @@ CUST_FEATURES = (
     "mean_hour",
 )
 POP_COLS = ("n", "n_weekend", "n_holiday", "n_week", *(f"n_t{j}" for j in range(F.N_TEMP_BANDS)))
-POP_TOT = ("n_tx", "n_tx_weekend", "n_tx_holiday", "n_tx_week", *(f"n_tx_t{j}" for j in range(F.N_TEMP_BANDS)))
+POP_TOT = (
+    "n_tx",
+    "n_tx_weekend",
+    "n_tx_holiday",
+    "n_tx_week",
+    *(f"n_tx_t{j}" for j in range(F.N_TEMP_BANDS)),
+)
 FEATURE_NAMES: tuple[str, ...] = (
     "cp_share",
     "cp_rw_share",
@@ -149,7 +170,9 @@ class WeatherBook:
         precs = [self.by_day[d][1] for d in days if not math.isnan(self.by_day[d][1])]
         return float(np.mean(temps)), float(np.mean(precs)) if precs else float("nan")
 
-    def context(self, region: str, day: date, known_until: date, source_if_present: str = "observed") -> DayContext:
+    def context(
+        self, region: str, day: date, known_until: date, source_if_present: str = "observed"
+    ) -> DayContext:
         """The day's weather if there is a file for it, else the recent average as of `known_until`."""
         if day in self.by_day:
             t, p = self.by_day[day]
@@ -186,6 +209,13 @@ class Snapshot:
         self.index = {str(c): i for i, c in enumerate(self.customer_ids)}
 
     @property
+    def loyalty(self) -> tuple[np.ndarray, np.ndarray]:
+        """Counts summed over all customers: (P, len(CP_COLS)) per product and (len(CUST_TX),) totals."""
+        if not hasattr(self, "_loyalty"):
+            self._loyalty = (self.cp.sum(axis=0, dtype=np.float64), self.cust_tx.sum(axis=0))
+        return self._loyalty
+
+    @property
     def prod_share(self) -> np.ndarray:
         return self.pop[:, 0] / max(self.pop_tot[0], 1.0)
 
@@ -203,7 +233,9 @@ def build_snapshot(
     """A snapshot from the feature frames of one cutoff. `segments`: customer_id -> segment."""
     pop = pop[pop["n"] > 0].sort_values("product_id")
     products = pop["product_id"].astype(str).to_numpy()
-    serving_of = dict(zip(catalogue["product_id"].astype(str), catalogue["serving"].fillna("none"), strict=True))
+    serving_of = dict(
+        zip(catalogue["product_id"].astype(str), catalogue["serving"].fillna("none"), strict=True)
+    )
     serving = np.array([serving_of.get(p, "none") for p in products], dtype=object)
     cf = cf.sort_values("customer_id").reset_index(drop=True)
     customers = cf["customer_id"].astype(str).to_numpy()
@@ -263,7 +295,9 @@ def _band_weights(band: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(band)[:, None], 0.0, w)
 
 
-def design(snap: Snapshot, cust_idx: np.ndarray, contexts: Sequence[DayContext]) -> tuple[np.ndarray, np.ndarray]:
+def design(
+    snap: Snapshot, cust_idx: np.ndarray, contexts: Sequence[DayContext]
+) -> tuple[np.ndarray, np.ndarray]:
     """Feature rows (R * P, len(FEATURE_NAMES)) for R (customer, day) requests, and the basis per request.
 
     `cust_idx[r]` is the customer's row in the snapshot, or -1 for an unknown customer. Customers with
@@ -297,7 +331,9 @@ def design(snap: Snapshot, cust_idx: np.ndarray, contexts: Sequence[DayContext])
     n_we = cp[:, :, col["n_weekend"]]
     tx_we = tx[:, txc["n_tx_weekend"]][:, None]
     share_daytype = np.where(off[:, None], _div(n_we, tx_we), _div(n - n_we, n_tx - tx_we))
-    share_holiday = np.where(hol[:, None], _div(cp[:, :, col["n_holiday"]], tx[:, txc["n_tx_holiday"]][:, None]), np.nan)
+    share_holiday = np.where(
+        hol[:, None], _div(cp[:, :, col["n_holiday"]], tx[:, txc["n_tx_holiday"]][:, None]), np.nan
+    )
     bands_cp = cp[:, :, col["n_t0"] : col["n_t0"] + F.N_TEMP_BANDS]  # (R, P, B)
     bands_tx = tx[:, txc["n_tx_t0"] : txc["n_tx_t0"] + F.N_TEMP_BANDS]  # (R, B)
     share_temp = _div(np.einsum("rpb,rb->rp", bands_cp, w), (bands_tx * w).sum(axis=1)[:, None])
@@ -307,7 +343,9 @@ def design(snap: Snapshot, cust_idx: np.ndarray, contexts: Sequence[DayContext])
     iced_near = near[:, iced].sum(axis=1)
     drink_near = near[:, iced | hot].sum(axis=1)
     iced_share_near = _div(iced_near, drink_near)
-    serving_share = np.where(iced[None, :], iced_share_near[:, None], np.where(hot[None, :], 1 - iced_share_near[:, None], np.nan))
+    serving_share = np.where(
+        iced[None, :], iced_share_near[:, None], np.where(hot[None, :], 1 - iced_share_near[:, None], np.nan)
+    )
     rank = (-rw).argsort(axis=1, kind="stable").argsort(axis=1, kind="stable") + 1.0
     rank = np.where(n > 0, rank, p_n + 1.0)
     last_age = cp[:, :, col["last_age"]]
@@ -320,17 +358,24 @@ def design(snap: Snapshot, cust_idx: np.ndarray, contexts: Sequence[DayContext])
     tc = {c: i for i, c in enumerate(POP_TOT)}
     prod_share = _div(pop[:, pc["n"]], np.full(p_n, tot[tc["n_tx"]]))
     prod_we = _div(pop[:, pc["n_weekend"]], np.full(p_n, tot[tc["n_tx_weekend"]]))
-    prod_wd = _div(pop[:, pc["n"]] - pop[:, pc["n_weekend"]], np.full(p_n, tot[tc["n_tx"]] - tot[tc["n_tx_weekend"]]))
+    prod_wd = _div(
+        pop[:, pc["n"]] - pop[:, pc["n_weekend"]], np.full(p_n, tot[tc["n_tx"]] - tot[tc["n_tx_weekend"]])
+    )
     prod_daytype = np.where(off[:, None], prod_we[None, :], prod_wd[None, :])
-    prod_hol = _div(pop[:, pc["n_holiday"]], np.full(p_n, tot[tc["n_tx_holiday"]]))
+    # Holidays and temperatures are rare in a recent window: their product shares use the loyalty
+    # customers' whole lookback window instead.
+    all_cp, all_tx = snap.loyalty
+    prod_hol = _div(all_cp[:, col["n_holiday"]], np.full(p_n, all_tx[txc["n_tx_holiday"]]))
     prod_holiday = np.where(hol[:, None], prod_hol[None, :], np.nan)
-    pb = pop[:, pc["n_t0"] : pc["n_t0"] + F.N_TEMP_BANDS]  # (P, B)
-    tb = tot[tc["n_tx_t0"] : tc["n_tx_t0"] + F.N_TEMP_BANDS]  # (B,)
+    pb = all_cp[:, col["n_t0"] : col["n_t0"] + F.N_TEMP_BANDS]  # (P, B)
+    tb = all_tx[txc["n_tx_t0"] : txc["n_tx_t0"] + F.N_TEMP_BANDS]  # (B,)
     prod_temp = _div(w @ pb.T, (w @ tb)[:, None])
     prod_trend = _div(_div(pop[:, pc["n_week"]], np.full(p_n, tot[tc["n_tx_week"]])), prod_share)
     seg = np.where(known, snap.segment[ci], -1)
     seg_share = np.where(
-        (seg >= 0)[:, None], snap.seg_share[np.clip(seg, 0, None)] if len(snap.seg_share) else 0.0, prod_share[None, :]
+        (seg >= 0)[:, None],
+        snap.seg_share[np.clip(seg, 0, None)] if len(snap.seg_share) else 0.0,
+        prod_share[None, :],
     )
 
     def rows(x: np.ndarray) -> np.ndarray:  # (R,) -> (R, P)
@@ -386,6 +431,7 @@ class TrainParams:
     negative_sample: float = 0.25  # share of never-bought candidates kept in training rows (weighted back)
     seed: int = 0
     k: int = 3
+    threads: int = 1  # OpenMP threads of the booster: one is fastest on small shared machines
 
 
 @dataclass
@@ -404,8 +450,15 @@ class FeatureHistory:
     seconds: float = 0.0
 
     @classmethod
-    def load(cls, query: F.Query, region: str, first_cutoff: date, last_cutoff: date, params: F.FeatureParams,
-             sales_days: list[date] | None = None) -> FeatureHistory:
+    def load(
+        cls,
+        query: F.Query,
+        region: str,
+        first_cutoff: date,
+        last_cutoff: date,
+        params: F.FeatureParams,
+        sales_days: list[date] | None = None,
+    ) -> FeatureHistory:
         t0 = time.perf_counter()
         days = sales_days if sales_days is not None else F.sales_days(query, region)
         return cls(
@@ -435,7 +488,9 @@ class FeatureHistory:
 
     def snapshot(self, cutoff: date, segments: pd.Series | None) -> Snapshot:
         cf, cp, pop = self.at(cutoff)
-        return build_snapshot(self.region, cutoff, cf, cp, pop, self.catalogue, segments, self.params.lookback_days)
+        return build_snapshot(
+            self.region, cutoff, cf, cp, pop, self.catalogue, segments, self.params.lookback_days
+        )
 
     def bought(self, day: date) -> dict[str, set[str]]:
         rows = self._bought.get(day, self.purchases.iloc[:0])
@@ -458,7 +513,9 @@ class DayRows:
     label: np.ndarray  # (R * P,)
 
 
-def day_rows(history: FeatureHistory, day: date, segmenter: Segmenter | None, book: WeatherBook) -> DayRows | None:
+def day_rows(
+    history: FeatureHistory, day: date, segmenter: Segmenter | None, book: WeatherBook
+) -> DayRows | None:
     """Rows for the customers who bought on `day`, with features as of the day before."""
     cutoff = day - timedelta(days=1)
     cf, _, _ = history.at(cutoff)
@@ -502,15 +559,22 @@ def fit_estimator(rows: Sequence[DayRows], p: TrainParams) -> HistGradientBoosti
         early_stopping=False,
         random_state=p.seed,
     )
-    return est.fit(x[keep], y[keep], sample_weight=weight[keep])
+    with threadpool_limits(limits=p.threads, user_api="openmp"):
+        return est.fit(x[keep], y[keep], sample_weight=weight[keep])
 
 
 def _scores(est: HistGradientBoostingClassifier, x: np.ndarray, n_products: int) -> np.ndarray:
-    return np.round(est.predict_proba(x)[:, 1], 6).reshape(-1, n_products)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        proba = est.predict_proba(x)[:, 1]
+    return np.round(proba, 6).reshape(-1, n_products)
 
 
-def evaluate(est: HistGradientBoostingClassifier, rows: Sequence[DayRows], k: int,
-             segment_of: dict[str, int] | None = None) -> dict[str, Any]:
+def evaluate(
+    est: HistGradientBoostingClassifier,
+    rows: Sequence[DayRows],
+    k: int,
+    segment_of: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Hit rate@k of the model and both baselines on the same (day, buyer) rows, coverage, per segment."""
     model_hits, repeat_hits, pop_hits, per_day, recommended = [], [], [], [], set()
     seg_ids, bases = [], []
@@ -529,8 +593,15 @@ def evaluate(est: HistGradientBoostingClassifier, rows: Sequence[DayRows], k: in
         model_hits.append(mh)
         repeat_hits.append(rh)
         pop_hits.append(ph)
-        per_day.append({"day": r.day.isoformat(), "buyers": len(r.customers), "model": float(mh.mean()),
-                        "repeat": float(rh.mean()), "popularity": float(ph.mean())})
+        per_day.append(
+            {
+                "day": r.day.isoformat(),
+                "buyers": len(r.customers),
+                "model": float(mh.mean()),
+                "repeat": float(rh.mean()),
+                "popularity": float(ph.mean()),
+            }
+        )
         recommended |= {str(snap.products[i]) for i in np.unique(rec)}
         seg_ids += [(segment_of or {}).get(c, -1) for c in r.customers]
         bases += list(r.basis)
@@ -538,8 +609,13 @@ def evaluate(est: HistGradientBoostingClassifier, rows: Sequence[DayRows], k: in
     catalogue = {str(p) for r in rows for p in r.snapshot.products}
     seg_arr, basis_arr = np.array(seg_ids), np.array(bases)
     per_segment = [
-        {"segment": int(s), "buyer_days": int((seg_arr == s).sum()), "model": float(mh[seg_arr == s].mean()),
-         "repeat": float(rh[seg_arr == s].mean()), "popularity": float(ph[seg_arr == s].mean())}
+        {
+            "segment": int(s),
+            "buyer_days": int((seg_arr == s).sum()),
+            "model": float(mh[seg_arr == s].mean()),
+            "repeat": float(rh[seg_arr == s].mean()),
+            "popularity": float(ph[seg_arr == s].mean()),
+        }
         for s in sorted(set(seg_ids))
     ]
     return {
@@ -611,13 +687,17 @@ class PreferenceModel:
         ctx = self.weather.context(self.region, day, known_until=self.as_of)
         if temp is None:
             return ctx
-        return day_context(self.region, day, temp, None if math.isnan(ctx.precip_mm) else ctx.precip_mm, "request")
+        return day_context(
+            self.region, day, temp, None if math.isnan(ctx.precip_mm) else ctx.precip_mm, "request"
+        )
 
     def score(self, requests: Sequence[dict]) -> pd.DataFrame:
         """Validated requests scored in one batch: one row per (request, rank), with basis and segment."""
         checked = [self._check(r) for r in requests]
         if not checked:
-            return pd.DataFrame(columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"])
+            return pd.DataFrame(
+                columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"]
+            )
         snap = self.snapshot
         idx = np.array([snap.index.get(c, -1) for c, _, _, _ in checked], dtype=np.int64)
         ctx_cache: dict[tuple[date, float | None], DayContext] = {}
@@ -632,7 +712,9 @@ class PreferenceModel:
             seg = int(snap.segment[idx[r]]) if idx[r] >= 0 and snap.segment[idx[r]] >= 0 else None
             for rank, j in enumerate(top[r, :k], start=1):
                 out.append((r, cid, rank, str(snap.products[j]), float(scores[r, j]), BASIS[basis[r]], seg))
-        return pd.DataFrame(out, columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"])
+        return pd.DataFrame(
+            out, columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"]
+        )
 
     def recommend(self, requests: Sequence[dict]) -> list[dict]:
         """Answers in request order, exactly as the DESIGN.md scoring contract (raises BadRequest)."""
@@ -641,13 +723,18 @@ class PreferenceModel:
         for r, req in enumerate(requests):
             rows = scored[scored["request"] == r] if len(requests) > 1 else scored
             first = rows.iloc[0] if len(rows) else None
-            seg = None if first is None or first["segment"] is None or pd.isna(first["segment"]) else int(first["segment"])
+            seg = (
+                None
+                if first is None or first["segment"] is None or pd.isna(first["segment"])
+                else int(first["segment"])
+            )
             answers.append(
                 {
                     "region": self.region,
                     "customer_id": req["customer_id"].strip(),
                     "recommendations": [
-                        {"product_id": p, "score": float(s)} for p, s in zip(rows["product_id"], rows["score"], strict=True)
+                        {"product_id": p, "score": float(s)}
+                        for p, s in zip(rows["product_id"], rows["score"], strict=True)
                     ],
                     "segment": seg,
                     "model_version": self.model_version,
@@ -741,11 +828,19 @@ def train_region(
     t = time.perf_counter()
     _, serve_rows = rows_for(serve)
     final = fit_estimator(serve_rows, p)
-    seg_series = pd.Series(segments["segment"].astype(int).to_numpy(), index=segments["customer_id"].astype(str).to_numpy())
+    seg_series = pd.Series(
+        segments["segment"].astype(int).to_numpy(), index=segments["customer_id"].astype(str).to_numpy()
+    )
     snap = history.snapshot(last, seg_series)
     timings["refit_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
-    names = dict(zip(history.catalogue["product_id"].astype(str), history.catalogue["product_name"].fillna(""), strict=True))
+    names = dict(
+        zip(
+            history.catalogue["product_id"].astype(str),
+            history.catalogue["product_name"].fillna(""),
+            strict=True,
+        )
+    )
     metrics = {
         **{k: v for k, v in evaluation.items() if k not in ("per_day", "per_segment")},
         "train_days": [train[0].isoformat(), train[-1].isoformat()],

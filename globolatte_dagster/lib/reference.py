@@ -48,7 +48,7 @@ def parse_customers(path: str, data: bytes, key: str) -> pd.DataFrame:
     """Customers without personal data: name and email are dropped, a keyed email hash is kept."""
     header, rows, _ = decode_csv(path, data, ("customer_id",))
     df = pd.DataFrame([(r + [""] * len(header))[: len(header)] for r in rows], columns=header, dtype=object)
-    for col in CUSTOMER_COLUMNS + ("signup_date",):
+    for col in (*CUSTOMER_COLUMNS, "signup_date"):
         if col not in df.columns:
             df[col] = ""
     if (df["customer_id"].str.strip() == "").any() or df["customer_id"].duplicated().any():
@@ -64,8 +64,20 @@ def parse_customers(path: str, data: bytes, key: str) -> pd.DataFrame:
     return out[CUSTOMERS.column_names]
 
 
-_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-            6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+_SEASONS = {
+    12: "winter",
+    1: "winter",
+    2: "winter",
+    3: "spring",
+    4: "spring",
+    5: "spring",
+    6: "summer",
+    7: "summer",
+    8: "summer",
+    9: "autumn",
+    10: "autumn",
+    11: "autumn",
+}
 
 
 def season(day: date) -> str:

@@ -160,7 +160,13 @@ def lineage_record(
                 "holdout_days": metrics.get("holdout_days"),
                 "rows": {
                     k: metrics[k]
-                    for k in ("train_rows", "serving_train_rows", "holdout_buyer_days", "customers", "products")
+                    for k in (
+                        "train_rows",
+                        "serving_train_rows",
+                        "holdout_buyer_days",
+                        "customers",
+                        "products",
+                    )
                     if k in metrics
                 }
                 | dict(data_rows or {}),
@@ -237,10 +243,14 @@ def gate(
     else:
         champ = float(champion_metrics[MODEL_METRIC])
         if ch >= champ - margin:
-            reasons.append(f"not worse than champion {champion_version} by more than {margin}: {ch:.4f} vs {champ:.4f}")
+            reasons.append(
+                f"not worse than champion {champion_version} by more than {margin}: {ch:.4f} vs {champ:.4f}"
+            )
         else:
             ok = False
-            reasons.append(f"worse than champion {champion_version} by more than {margin}: {ch:.4f} vs {champ:.4f}")
+            reasons.append(
+                f"worse than champion {champion_version} by more than {margin}: {ch:.4f} vs {champ:.4f}"
+            )
     if force and not ok:
         reasons.append("promotion FORCED by config despite the reasons above")
     elif force:
@@ -261,7 +271,9 @@ def gate(
 
 
 def same_window(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    return bool(a and b and a.get("holdout_days") and list(a["holdout_days"]) == list(b.get("holdout_days") or []))
+    return bool(
+        a and b and a.get("holdout_days") and list(a["holdout_days"]) == list(b.get("holdout_days") or [])
+    )
 
 
 # -------------------------------------------------------------------------------------------- local store
@@ -290,7 +302,9 @@ class LocalRegistryStore:
             return []
         return sorted((p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
 
-    def register(self, region: str, model: Any, metrics: dict[str, Any], lineage: dict[str, Any]) -> RegisteredVersion:
+    def register(
+        self, region: str, model: Any, metrics: dict[str, Any], lineage: dict[str, Any]
+    ) -> RegisteredVersion:
         """Store a new version (the artefact gets its `model_version`), then point `challenger` at it."""
         folder = self._region_dir(region)
         folder.mkdir(parents=True, exist_ok=True)
@@ -303,7 +317,9 @@ class LocalRegistryStore:
                 model.model_version = model_version_id(region, version)
                 joblib.dump(model, tmp / ARTEFACT)
                 write_json_atomic(tmp / METRICS, metrics)
-                write_json_atomic(tmp / LINEAGE, {**lineage, "version": version, "model_version": model.model_version})
+                write_json_atomic(
+                    tmp / LINEAGE, {**lineage, "version": version, "model_version": model.model_version}
+                )
                 try:
                     os.rename(tmp, folder / version)  # atomic; fails if another writer took the number
                     break
@@ -407,7 +423,9 @@ def rescore_on_window(model: Any, query: Callable[..., Any], window: list[str], 
 
     first, last = date.fromisoformat(window[0]), date.fromisoformat(window[1])
     fp_keys = {f.name for f in F.FeatureParams.__dataclass_fields__.values()}
-    fp = F.FeatureParams(**{k[8:]: v for k, v in model.params.items() if k.startswith("feature_") and k[8:] in fp_keys})
+    fp = F.FeatureParams(
+        **{k[8:]: v for k, v in model.params.items() if k.startswith("feature_") and k[8:] in fp_keys}
+    )
     days = [d for d in F.sales_days(query, model.region) if first <= d <= last]
     if not days:
         raise ValueError(f"no sales days in the window {window[0]}..{window[1]} for {model.region}")

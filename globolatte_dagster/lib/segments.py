@@ -177,7 +177,9 @@ def persona_agreement(segments: pd.DataFrame, personas: pd.DataFrame) -> tuple[f
     return float(adjusted_rand_score(shared["persona"], shared["segment"])), len(shared)
 
 
-def profiles(features: pd.DataFrame, segments: pd.DataFrame, product_names: dict[str, str], top: int = 3) -> pd.DataFrame:
+def profiles(
+    features: pd.DataFrame, segments: pd.DataFrame, product_names: dict[str, str], top: int = 3
+) -> pd.DataFrame:
     """One row per segment: size, top products (by favourite weight), hot/iced share, visit pattern, spend."""
     df = features.merge(segments[["customer_id", "segment"]], on="customer_id")
     rows = []

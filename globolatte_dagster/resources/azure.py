@@ -37,7 +37,9 @@ def _is_set(name: str) -> bool:
 def blob_landing_zone() -> BlobLandingZone:
     container = os.environ.get("AZURE_STORAGE_CONTAINER") or DEFAULT_CONTAINER
     if _is_set("AZURE_STORAGE_CONNECTION_STRING"):
-        return BlobLandingZone(container=container, connection_string=dg.EnvVar("AZURE_STORAGE_CONNECTION_STRING"))
+        return BlobLandingZone(
+            container=container, connection_string=dg.EnvVar("AZURE_STORAGE_CONNECTION_STRING")
+        )
     if _is_set("AZURE_STORAGE_SAS_TOKEN"):
         credential = AzureBlobStorageSASTokenCredential(token=dg.EnvVar("AZURE_STORAGE_SAS_TOKEN"))
     elif _is_set("AZURE_STORAGE_ACCOUNT_KEY"):
@@ -52,7 +54,8 @@ def blob_landing_zone() -> BlobLandingZone:
 def snowflake_connection_config() -> dict:
     """Account, user, role, warehouse, database and the authentication, as `dg.EnvVar`s."""
     config = {
-        name.lower(): dg.EnvVar(f"SNOWFLAKE_{name}") for name in ("ACCOUNT", "USER", "ROLE", "WAREHOUSE", "DATABASE")
+        name.lower(): dg.EnvVar(f"SNOWFLAKE_{name}")
+        for name in ("ACCOUNT", "USER", "ROLE", "WAREHOUSE", "DATABASE")
     }
     if _is_set("SNOWFLAKE_PASSWORD") and not _is_set("SNOWFLAKE_PRIVATE_KEY"):
         config["password"] = dg.EnvVar("SNOWFLAKE_PASSWORD")

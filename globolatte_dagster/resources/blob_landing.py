@@ -40,7 +40,9 @@ class BlobLandingZone(LandingZone):
     # rather than nested as a resource: a nested resource makes this a context-manager resource, which
     # sensors built with `dg.build_sensor_context(resources=...)` cannot use outside a `with` block.
     account_url: str | None = None
-    credential: BlobCredential = Field(default_factory=AzureBlobStorageDefaultCredential, discriminator="credential_type")
+    credential: BlobCredential = Field(
+        default_factory=AzureBlobStorageDefaultCredential, discriminator="credential_type"
+    )
     connection_string: str | None = None  # Azurite only (AZURE_STORAGE_CONNECTION_STRING)
 
     _stack: ExitStack | None = PrivateAttr(default=None)
@@ -50,12 +52,16 @@ class BlobLandingZone(LandingZone):
     def _container(self) -> ContainerClient:
         if self._client is None:
             if not self.account_url and not self.connection_string:
-                raise ValueError("BlobLandingZone needs `account_url` (AZURE_STORAGE_ACCOUNT_URL) or `connection_string`")
+                raise ValueError(
+                    "BlobLandingZone needs `account_url` (AZURE_STORAGE_ACCOUNT_URL) or `connection_string`"
+                )
             # Resolves `dg.EnvVar`s also when the resource is used outside a run (the CLI summary).
             resolved = self.process_config_and_initialize()
             stack = ExitStack()
             if resolved.connection_string:
-                service = stack.enter_context(BlobServiceClient.from_connection_string(resolved.connection_string))
+                service = stack.enter_context(
+                    BlobServiceClient.from_connection_string(resolved.connection_string)
+                )
             else:
                 service = stack.enter_context(resolved.blob_storage().get_client())
             self._stack = stack

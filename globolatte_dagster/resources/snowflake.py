@@ -53,7 +53,9 @@ def _typed(series: pd.Series, logical: str) -> pd.Series:
         values = pd.to_numeric(series.map(lambda v: int(v) if isinstance(v, decimal.Decimal) else v))
         return values.astype("Int64") if values.isna().any() else values.astype("int64")
     if logical == "float":
-        return pd.to_numeric(series.map(lambda v: float(v) if isinstance(v, decimal.Decimal) else v)).astype("float64")
+        return pd.to_numeric(series.map(lambda v: float(v) if isinstance(v, decimal.Decimal) else v)).astype(
+            "float64"
+        )
     if logical == "bool":
         return series.astype("boolean") if series.isna().any() else series.astype(bool)
     return series.astype(object).where(series.notna(), None)
@@ -93,7 +95,9 @@ def _to_snowflake(frame: pd.DataFrame, table: Table | None) -> pd.DataFrame:
     if table is not None:
         for col in table.columns:
             if col.type == "date":
-                out[col.name] = pd.to_datetime(out[col.name]).dt.date.astype(object).where(out[col.name].notna(), None)
+                out[col.name] = (
+                    pd.to_datetime(out[col.name]).dt.date.astype(object).where(out[col.name].notna(), None)
+                )
             elif col.type == "timestamp":
                 out[col.name] = pd.to_datetime(out[col.name]).astype("datetime64[us]")
     return out.rename(columns=str.upper)
@@ -135,7 +139,11 @@ class _AtomicSnowflakeDbClient(DbClient):
     @contextmanager
     def connect(context, table_slice: TableSlice) -> Iterator:
         fields = set(SnowflakeResource.model_fields) | {"schema"}
-        config = {k: v for k, v in (context.resource_config or {}).items() if k in fields and k not in ("schema", "schema_")}
+        config = {
+            k: v
+            for k, v in (context.resource_config or {}).items()
+            if k in fields and k not in ("schema", "schema_")
+        }
         resource = SnowflakeResource(schema=table_slice.schema, paramstyle="qmark", **config)
         with resource.get_connection(raw_conn=False) as conn:
             yield conn
@@ -146,7 +154,9 @@ class _AtomicSnowflakeDbClient(DbClient):
         cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {table_slice.database}.{table_slice.schema}".upper())
         table = TABLES.get((table_slice.schema, table_slice.table))
         if table is not None:
-            cursor.execute(table.ddl("snowflake").replace(f"{table.schema}.{table.name}", _qualified(table_slice), 1))
+            cursor.execute(
+                table.ddl("snowflake").replace(f"{table.schema}.{table.name}", _qualified(table_slice), 1)
+            )
 
     @staticmethod
     def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection) -> None:
@@ -218,7 +228,9 @@ class _AtomicSnowflakePandasTypeHandler(DbTypeHandler[pd.DataFrame]):
                 else TableMetadataSet(row_count=rows, storage_kind="snowflake")
             ),
             "dataframe_columns": dg.MetadataValue.table_schema(
-                dg.TableSchema(columns=[dg.TableColumn(name=str(n), type=str(t)) for n, t in frame.dtypes.items()])
+                dg.TableSchema(
+                    columns=[dg.TableColumn(name=str(n), type=str(t)) for n, t in frame.dtypes.items()]
+                )
             ),
         }
 
@@ -272,7 +284,9 @@ class SnowflakeWarehouse(Warehouse):
     @contextmanager
     def connect(self) -> Iterator[Any]:
         if self.snowflake.paramstyle != "qmark":
-            raise ValueError("SnowflakeWarehouse binds `?` parameters: configure SnowflakeResource(paramstyle='qmark')")
+            raise ValueError(
+                "SnowflakeWarehouse binds `?` parameters: configure SnowflakeResource(paramstyle='qmark')"
+            )
         with self.snowflake.get_connection() as conn:
             yield conn
 
@@ -285,5 +299,3 @@ class SnowflakeWarehouse(Warehouse):
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         with self.connect() as conn:
             conn.cursor().execute(sql, list(params) if params else None)
-
-

@@ -153,12 +153,12 @@ def log_tail(log: Path, lines: int = 15) -> str:
 def smoke_test(url: str, models: dict[str, Any], versions: dict[str, str]) -> dict[str, Any]:
     """Real requests against a new colour: a batch, a single request, a bad request, then liveness."""
     requests = smoke_requests(models)
-    expected = expected_answers(models, requests)
     t0 = time.perf_counter()
     with httpx.Client(timeout=30.0) as client:
         r = client.post(f"{url}/score", json={"requests": requests})
         if r.status_code != 200:
             raise SmokeTestFailed(f"batch of {len(requests)} answered {r.status_code}: {r.text[:300]}")
+        expected = expected_answers(models, requests)
         check_answers(requests, r.json(), versions, expected)
         single = client.post(f"{url}/score", json=requests[0])
         if single.status_code != 200 or single.json() != expected[0]:

@@ -1,6 +1,5 @@
 """Raw layer: sales and weather per region and day, from the landing zone into the warehouse."""
 
-
 from datetime import date
 
 import dagster as dg
@@ -95,7 +94,9 @@ def sales(context: dg.AssetExecutionContext, landing: LandingZone, products: pd.
             metadata={"file": exc.path, "problem": exc.problem},
         ) from exc
     valid, rejects = batch.valid, batch.rejects
-    context.log.info(f"{len(partitions)} partition(s), {len(files)} file(s): {len(valid)} rows, {len(rejects)} rejected")
+    context.log.info(
+        f"{len(partitions)} partition(s), {len(files)} file(s): {len(valid)} rows, {len(rejects)} rejected"
+    )
     revenue = valid.groupby("region")["total_price"].sum().round(2).to_dict()
     yield dg.Output(
         valid,
@@ -142,7 +143,9 @@ def weather(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataF
             missing.append(f"{region}|{day}")
             continue
         try:
-            lf = LandedFile(obj.path, region, date.fromisoformat(day), landing.read_bytes(obj.path), obj.fingerprint)
+            lf = LandedFile(
+                obj.path, region, date.fromisoformat(day), landing.read_bytes(obj.path), obj.fingerprint
+            )
             frames.append(parse_weather(lf))
         except FileRejected as exc:
             unusable.append(str(exc))

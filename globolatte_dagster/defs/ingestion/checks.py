@@ -1,6 +1,5 @@
 """Checks on the raw layer, returned with each materialisation so that they show on the asset page."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -11,19 +10,27 @@ REJECT_WARN_SHARE = 0.01
 REJECT_ERROR_SHARE = 0.10
 
 SALES_CHECKS = [
-    dg.AssetCheckSpec("has_rows", asset=SALES_KEY, description="Every partition of the run loaded at least one row."),
+    dg.AssetCheckSpec(
+        "has_rows", asset=SALES_KEY, description="Every partition of the run loaded at least one row."
+    ),
     dg.AssetCheckSpec(
         "unique_transaction_product",
         asset=SALES_KEY,
         description="(transaction_id, product_id) is unique within each region and day.",
     ),
-    dg.AssetCheckSpec("timestamps_on_day", asset=SALES_KEY, description="Every transaction_date lies on its partition's day."),
+    dg.AssetCheckSpec(
+        "timestamps_on_day",
+        asset=SALES_KEY,
+        description="Every transaction_date lies on its partition's day.",
+    ),
     dg.AssetCheckSpec(
         "rejected_share",
         asset=SALES_KEY,
         description="Rejected rows stay under 1% (warning) and 10% (error) of the rows read.",
     ),
-    dg.AssetCheckSpec("products_known", asset=SALES_KEY, description="Every loaded product_id is in core/products."),
+    dg.AssetCheckSpec(
+        "products_known", asset=SALES_KEY, description="Every loaded product_id is in core/products."
+    ),
 ]
 
 
@@ -50,13 +57,25 @@ def sales_check_results(
             passed=not empty,
             metadata={"partitions": len(partitions), "empty_partitions": ", ".join(empty[:50]) or "none"},
         ),
-        dg.AssetCheckResult(check_name="unique_transaction_product", passed=not dup.any(), metadata={"duplicates": int(dup.sum())}),
-        dg.AssetCheckResult(check_name="timestamps_on_day", passed=not off_day.any(), metadata={"off_day_rows": int(off_day.sum())}),
+        dg.AssetCheckResult(
+            check_name="unique_transaction_product",
+            passed=not dup.any(),
+            metadata={"duplicates": int(dup.sum())},
+        ),
+        dg.AssetCheckResult(
+            check_name="timestamps_on_day",
+            passed=not off_day.any(),
+            metadata={"off_day_rows": int(off_day.sum())},
+        ),
         dg.AssetCheckResult(
             check_name="rejected_share",
             passed=share_result[0],
             severity=share_result[1],
-            metadata={"rejected_share": round(share, 5), "rows_read": read, "rows_rejected": len(batch.rejects)},
+            metadata={
+                "rejected_share": round(share, 5),
+                "rows_read": read,
+                "rows_rejected": len(batch.rejects),
+            },
         ),
         dg.AssetCheckResult(
             check_name="products_known",

@@ -1,6 +1,5 @@
 """Sensors on the landing zone: new or changed files start the loads they feed."""
 
-
 import json
 from datetime import date, timedelta
 
@@ -16,7 +15,9 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 ingest_sales_job = dg.define_asset_job(
-    "ingest_sales", selection=dg.AssetSelection.assets(SALES.key, SALES_REJECTS.key), tags={"globolatte/warehouse": "write"}
+    "ingest_sales",
+    selection=dg.AssetSelection.assets(SALES.key, SALES_REJECTS.key),
+    tags={"globolatte/warehouse": "write"},
 )
 ingest_weather_job = dg.define_asset_job(
     "ingest_weather", selection=dg.AssetSelection.assets(WEATHER.key), tags={"globolatte/warehouse": "write"}
@@ -127,8 +128,14 @@ def weather_landing_sensor(context: dg.SensorEvaluationContext, landing: Landing
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reloads products and customers when a new reference snapshot lands.",
 )
-def reference_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult | None:
-    objects = [o for o in landing.list("reference/") if o.path in ("reference/products.csv", "reference/customers.csv")]
+def reference_landing_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingZone
+) -> dg.SensorResult | None:
+    objects = [
+        o
+        for o in landing.list("reference/")
+        if o.path in ("reference/products.csv", "reference/customers.csv")
+    ]
     if not objects:
         return None
     key = ",".join(f"{o.path}={o.fingerprint}" for o in objects)

@@ -1,0 +1,92 @@
+"""Customer features per region, computed as SQL in the warehouse as of the last landed sales day."""
+
+
+import time
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
+from globolatte_dagster.lib import features as F
+from globolatte_dagster.lib.plots import markdown_table
+from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, SALES, WEATHER
+from globolatte_dagster.resources.warehouse import Warehouse
+
+KINDS = {"sql", "pandas", "duckdb", "snowflake"}
+REFRESH_CRON = "0 0 * * *"
+
+
+def daily_refresh(cron: str = REFRESH_CRON) -> dg.AutomationCondition:
+    """Refresh a region when its inputs have new data, at most once per region per day (UTC).
+
+    Each part carries a label, so the asset's automation page says which one holds a refresh back.
+    """
+    updated = dg.AutomationCondition.any_deps_updated().since_last_handled().with_label("new upstream data")
+    done_today = (
+        (dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
+        .since(dg.AutomationCondition.cron_tick_passed(cron))
+        .with_label("already refreshed today")
+    )
+    return (
+        updated
+        & ~done_today
+        & ~dg.AutomationCondition.any_deps_in_progress().with_label("upstream still running")
+        & ~dg.AutomationCondition.in_progress().with_label("refresh running")
+    ).with_label("daily refresh on new sales")
+
+
+class FeaturesConfig(dg.Config):
+    """Windows of the feature SQL. `cutoff` (YYYY-MM-DD) defaults to the region's last landed sales day."""
+
+    cutoff: str = ""
+    lookback_days: int = 180
+    recent_days: int = 28
+    half_life_days: float = 14.0
+    min_visit_days: int = 3
+
+    def params(self) -> F.FeatureParams:
+        return F.FeatureParams(self.lookback_days, self.recent_days, self.half_life_days, self.min_visit_days)
+
+
+@dg.asset(
+    key=F.CUSTOMER_FEATURES.key,
+    partitions_def=region_partitions,
+    deps=[
+        dg.AssetDep(SALES.key, partition_mapping=region_of_region_day),
+        dg.AssetDep(WEATHER.key, partition_mapping=region_of_region_day),
+        dg.AssetDep(PRODUCTS.key),
+        dg.AssetDep(CALENDAR.key),
+    ],
+    metadata={"partition_expr": "region"},
+    io_manager_key="warehouse_io_manager",
+    kinds=KINDS,
+    group_name="features",
+    pool="warehouse",
+    automation_condition=daily_refresh(),
+)
+def customer_features(context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: Warehouse) -> pd.DataFrame:
+    """One row per loyalty customer: RFM, shares, time of day, holidays, weather behaviour, favourites."""
+    region = context.partition_key
+    days = F.sales_days(warehouse.query, region)
+    if not days:
+        raise dg.Failure(description=f"no sales have landed for region '{region}': nothing to compute features from")
+    cutoff = date.fromisoformat(config.cutoff) if config.cutoff else days[-1]
+    t0 = time.perf_counter()
+    df = F.customer_features(warehouse.query, region, cutoff, params=config.params())
+    seconds = time.perf_counter() - t0
+    if df.empty:
+        raise dg.Failure(description=f"{region}: no loyalty customer bought on or before {cutoff}")
+    preview = df[["customer_id", "n_visit_days", "recency_days", "monetary_usd", "iced_share", "weather_sensitivity", "fav_1_product"]]
+    context.add_output_metadata(
+        {
+            "as_of": cutoff.isoformat(),
+            "customers": len(df),
+            "low_history_customers": int(df["low_history"].sum()),
+            "no_weather_features": bool(df["weather_sensitivity"].isna().all()),
+            "dialect": warehouse.dialect,
+            "sql_seconds": round(seconds, 2),
+            "preview": dg.MetadataValue.md(markdown_table(preview.head(10))),
+        }
+    )
+    return df

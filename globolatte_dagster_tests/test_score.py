@@ -1,0 +1,159 @@
+"""score.py in process: init() from AZUREML_MODEL_DIR, run() on real requests, bad input answered 400."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from werkzeug.test import EnvironBuilder
+
+from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.serving import score
+from globolatte_dagster_tests.serving_fixtures import champions_bundle, trained_models
+
+FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "cold_start"}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """score.init() on a bundle laid out as Azure ML mounts a registered folder (one level down)."""
+    case = trained_models()
+    root = tmp_path_factory.mktemp("score")
+    bundle, versions, _ = champions_bundle(case, root)
+    model_dir = root / "azureml-models" / "globolatte-champions" / "1"
+    shutil.copytree(bundle, model_dir / "champions")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AZUREML_MODEL_DIR", str(model_dir))
+    score.init()
+    yield case, versions
+    mp.undo()
+    score._scorer = None
+
+
+def call(body, method: str = "POST"):
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    request = EnvironBuilder(method=method, path="/score", data=data, content_type="application/json").get_request()
+    response = score.run(request)
+    return response.status_code, json.loads(response.get_data())
+
+
+def day_after(case) -> str:
+    return (case.case.last_day.fromordinal(case.case.last_day.toordinal() + 1)).isoformat()
+
+
+def test_init_loads_every_regions_champion_and_get_names_the_versions(served):
+    _, versions = served
+    status, body = call(b"", method="GET")
+    assert status == 200
+    assert body["model_versions"] == versions
+    assert set(versions) == set(REGION_KEYS)
+    assert all(v.startswith(f"globolatte-{r}:") for r, v in versions.items())
+
+
+def test_single_request_answers_the_contract_with_the_models_own_answer(served):
+    case, versions = served
+    model = case.models["canada"]
+    customer = str(model.snapshot.customer_ids[3])
+    req = {"region": "canada", "customer_id": customer, "date": day_after(case), "temp_max_c": 28.5, "k": 3}
+    status, body = call(req)
+    assert status == 200
+    assert set(body) == FIELDS
+    assert body["model_version"] == versions["canada"]
+    assert body["cold_start"] is False
+    assert len(body["recommendations"]) == 3
+    scores = [r["score"] for r in body["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    own = json.loads(json.dumps(model.recommend([req])[0]))
+    assert body["recommendations"] == own["recommendations"] and body["segment"] == own["segment"]
+
+
+def test_batch_keeps_request_order_across_regions_and_names_each_regions_version(served):
+    case, versions = served
+    reqs = []
+    for i in range(12):
+        region = REGION_KEYS[i % 3]
+        cid = str(case.models[region].snapshot.customer_ids[i])
+        reqs.append({"region": region, "customer_id": cid, "date": day_after(case), "k": 1 + i % 4})
+    status, body = call({"requests": reqs})
+    assert status == 200
+    answers = body["responses"]
+    assert [(a["region"], a["customer_id"]) for a in answers] == [(r["region"], r["customer_id"]) for r in reqs]
+    assert [len(a["recommendations"]) for a in answers] == [r["k"] for r in reqs]
+    assert all(a["model_version"] == versions[a["region"]] for a in answers)
+    assert body["model_versions"] == versions
+
+
+def test_unknown_customer_gets_cold_start_picks_for_the_region(served):
+    case, versions = served
+    status, body = call({"region": "mexico", "customer_id": "NEVER-SEEN", "date": day_after(case), "k": 4})
+    assert status == 200
+    assert body["cold_start"] is True
+    assert len(body["recommendations"]) == 4
+    assert {r["product_id"] for r in body["recommendations"]} <= set(case.models["mexico"].products)
+    assert body["model_version"] == versions["mexico"]
+
+
+GOOD = {"region": "america", "customer_id": "C1", "date": "2025-02-01"}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"region": "america", "customer_id": ', "malformed JSON"),
+        (b"[1, 2]", "JSON object"),
+        ({**GOOD, "region": "atlantis"}, "unknown region"),
+        ({k: v for k, v in GOOD.items() if k != "customer_id"}, "customer_id"),
+        ({**GOOD, "customer_id": 17}, "customer_id"),
+        ({k: v for k, v in GOOD.items() if k != "date"}, "date"),
+        ({**GOOD, "date": "01/02/2025"}, "date"),
+        ({**GOOD, "temp_max_c": "hot"}, "temp_max_c"),
+        ({**GOOD, "k": 0}, "k must be"),
+        ({**GOOD, "k": 21}, "k must be"),
+        ({**GOOD, "k": "3"}, "k must be"),
+        ({"requests": {"region": "america"}}, "must be a list"),
+        ({"requests": [GOOD] * 1001}, "too many requests"),
+        ({"requests": [GOOD, {**GOOD, "k": 99}]}, "requests[1]"),
+    ],
+)
+def test_bad_input_gets_400_with_a_json_message(served, body, words):
+    status, answer = call(body)
+    assert status == 400
+    assert words in answer["message"]
+
+
+def test_the_largest_batch_is_accepted(served):
+    case, _ = served
+    status, body = call({"requests": [{**GOOD, "date": day_after(case)}] * 1000})
+    assert status == 200 and len(body["responses"]) == 1000
+
+
+def test_an_unexpected_error_is_not_turned_into_a_400(served, monkeypatch):
+    """A plain exception leaves run(): the inference server answers it with a 500."""
+
+    def broken(requests):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(score._scorer, "score", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        call(GOOD)
+
+
+def test_init_fails_clearly_without_models(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
+    saved = score._scorer
+    try:
+        with pytest.raises(FileNotFoundError, match="no champion model"):
+            score.init()
+    finally:
+        score._scorer = saved
+
+
+def test_score_py_imports_no_dagster():
+    source = Path(score.__file__).read_text()
+    assert "import dagster" not in source and "from dagster" not in source
+    imported = [line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))]
+    allowed = ("__future__", "json", "logging", "os", "sys", "pathlib", "typing", "azureml_inference_server_http",
+               "globolatte_dagster.lib")
+    assert all(name.startswith(allowed) for name in imported), imported
