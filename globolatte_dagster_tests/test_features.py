@@ -102,7 +102,7 @@ def test_weather_sensitivity_iced_on_warm_days_against_cold_days(duck):
     assert c1["region_median_temp"] == pytest.approx(21.5)
     assert c1["iced_share_warm"] == 1.0 and c1["iced_share_cold"] == 0.0
     assert c1["weather_sensitivity"] == 1.0
-    assert c1["n_tx_t1"] == 1 and c1["n_tx_t2"] == 1 and c1["n_tx_t5"] == 2  # 12, 14 °C; 29, 31 °C
+    assert (c1["n_tx_t2"], c1["n_tx_t5"], c1["n_tx_t6"]) == (2, 1, 1)  # 12 and 14 °C; 29 °C; 31 °C
 
 
 def test_no_data_after_the_cutoff(duck):
@@ -155,6 +155,7 @@ def test_temperature_bands_match_the_sql():
 
 
 @pytest.mark.azure
+@pytest.mark.filterwarnings("ignore:Arrow output:UserWarning")
 def test_same_sql_on_snowflake_dialect_fakesnow(duck):
     fakesnow = pytest.importorskip("fakesnow")
     with fakesnow.patch():

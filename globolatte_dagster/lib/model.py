@@ -691,57 +691,53 @@ class PreferenceModel:
             self.region, day, temp, None if math.isnan(ctx.precip_mm) else ctx.precip_mm, "request"
         )
 
-    def score(self, requests: Sequence[dict]) -> pd.DataFrame:
-        """Validated requests scored in one batch: one row per (request, rank), with basis and segment."""
+    def _ranked(self, requests: Sequence[dict]) -> list[tuple[str, int | None, str, list[tuple[str, float]]]]:
+        """Per request: (customer_id, segment, basis, [(product_id, score), ...]) in rank order."""
         checked = [self._check(r) for r in requests]
         if not checked:
-            return pd.DataFrame(
-                columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"]
-            )
+            return []
         snap = self.snapshot
         idx = np.array([snap.index.get(c, -1) for c, _, _, _ in checked], dtype=np.int64)
         ctx_cache: dict[tuple[date, float | None], DayContext] = {}
-        ctx = [ctx_cache.setdefault((d, t), self.context(d, t)) for _, d, t, _ in checked]
+        for _, d, t, _ in checked:
+            if (d, t) not in ctx_cache:
+                ctx_cache[(d, t)] = self.context(d, t)
+        ctx = [ctx_cache[(d, t)] for _, d, t, _ in checked]
         x, basis = design(snap, idx, ctx)
         scores = _scores(self.estimator, x, len(snap.products))
         tie = np.argsort(np.argsort(snap.products))
-        kmax = max(k for *_, k in checked)
-        top = M.top_k(scores, kmax, tie)
+        top = M.top_k(scores, max(k for *_, k in checked), tie)
+        products = [str(p) for p in snap.products]
         out = []
         for r, (cid, _, _, k) in enumerate(checked):
-            seg = int(snap.segment[idx[r]]) if idx[r] >= 0 and snap.segment[idx[r]] >= 0 else None
-            for rank, j in enumerate(top[r, :k], start=1):
-                out.append((r, cid, rank, str(snap.products[j]), float(scores[r, j]), BASIS[basis[r]], seg))
-        return pd.DataFrame(
-            out, columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"]
-        )
+            i = int(idx[r])
+            seg = int(snap.segment[i]) if i >= 0 and snap.segment[i] >= 0 else None
+            picks = [(products[j], float(scores[r, j])) for j in top[r, :k]]
+            out.append((cid, seg, BASIS[int(basis[r])], picks))
+        return out
+
+    def score(self, requests: Sequence[dict]) -> pd.DataFrame:
+        """Validated requests scored in one batch: one row per (request, rank), with basis and segment."""
+        rows = [
+            (r, cid, rank, pid, score, basis, seg)
+            for r, (cid, seg, basis, picks) in enumerate(self._ranked(requests))
+            for rank, (pid, score) in enumerate(picks, start=1)
+        ]
+        return pd.DataFrame(rows, columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"])
 
     def recommend(self, requests: Sequence[dict]) -> list[dict]:
         """Answers in request order, exactly as the DESIGN.md scoring contract (raises BadRequest)."""
-        scored = self.score(requests)
-        answers = []
-        for r, req in enumerate(requests):
-            rows = scored[scored["request"] == r] if len(requests) > 1 else scored
-            first = rows.iloc[0] if len(rows) else None
-            seg = (
-                None
-                if first is None or first["segment"] is None or pd.isna(first["segment"])
-                else int(first["segment"])
-            )
-            answers.append(
-                {
-                    "region": self.region,
-                    "customer_id": req["customer_id"].strip(),
-                    "recommendations": [
-                        {"product_id": p, "score": float(s)}
-                        for p, s in zip(rows["product_id"], rows["score"], strict=True)
-                    ],
-                    "segment": seg,
-                    "model_version": self.model_version,
-                    "cold_start": bool(first is not None and first["basis"] != "model"),
-                }
-            )
-        return answers
+        return [
+            {
+                "region": self.region,
+                "customer_id": cid,
+                "recommendations": [{"product_id": p, "score": s} for p, s in picks],
+                "segment": seg,
+                "model_version": self.model_version,
+                "cold_start": basis != "model",
+            }
+            for cid, seg, basis, picks in self._ranked(requests)
+        ]
 
 
 def recommend(models: dict[str, PreferenceModel], requests: Sequence[dict]) -> list[dict]:

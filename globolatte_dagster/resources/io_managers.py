@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import duckdb
 import pandas as pd
 from dagster import InputContext, OutputContext
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
-from dagster._utils.backoff import backoff
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 from globolatte_dagster.lib.schema import TABLES
+from globolatte_dagster.resources.warehouse import connect_duckdb
 
 
 def conform(table_slice: TableSlice, obj: pd.DataFrame) -> pd.DataFrame:
@@ -45,29 +44,14 @@ class _ConformingDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
         return super().load_input(context, table_slice, connection)
 
 
-def _lock_delays() -> Iterator[float]:
-    """Waits while another process holds DuckDB's write lock: up to about two minutes in all."""
-    delay = 0.1
-    while True:
-        yield delay
-        delay = min(delay * 1.5, 5.0)
-
-
 class _AtomicDuckDbClient(DuckDbClient):
     @staticmethod
     @contextmanager
     def connect(context, table_slice) -> Iterator:
         # The stock client leaves the connection open when the body raises; this one always closes it.
-        conn = backoff(
-            fn=duckdb.connect,
-            retry_on=(RuntimeError, duckdb.IOException),
-            kwargs={
-                "database": context.resource_config["database"],
-                "read_only": False,
-                "config": {"custom_user_agent": "dagster", **context.resource_config["connection_config"]},
-            },
-            max_retries=30,
-            delay_generator=_lock_delays(),
+        conn = connect_duckdb(
+            context.resource_config["database"],
+            config={"custom_user_agent": "dagster", **context.resource_config["connection_config"]},
         )
         try:
             if isinstance(context, InputContext):

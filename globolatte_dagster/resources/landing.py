@@ -7,10 +7,12 @@ read files. Nothing above this module knows which implementation it talks to.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 
@@ -35,6 +37,10 @@ class LandingZone(dg.ConfigurableResource):
 
     def read_bytes(self, path: str) -> bytes:
         raise NotImplementedError
+
+    def read_stream(self, path: str) -> BinaryIO:
+        """A readable binary stream of the file (callers close it)."""
+        return io.BytesIO(self.read_bytes(path))
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Upload a file (used by the simulator and tests)."""
@@ -83,6 +89,9 @@ class LocalLandingZone(LandingZone):
 
     def read_bytes(self, path: str) -> bytes:
         return self._abs(path).read_bytes()
+
+    def read_stream(self, path: str) -> BinaryIO:
+        return self._abs(path).open("rb")
 
     def write_bytes(self, path: str, data: bytes) -> None:
         target = self._abs(path)

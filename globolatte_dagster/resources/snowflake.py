@@ -287,7 +287,8 @@ class SnowflakeWarehouse(Warehouse):
             raise ValueError(
                 "SnowflakeWarehouse binds `?` parameters: configure SnowflakeResource(paramstyle='qmark')"
             )
-        with self.snowflake.get_connection() as conn:
+        # Resolves `dg.EnvVar`s also when the resource is used outside a run (the CLI summary).
+        with self.snowflake.process_config_and_initialize().get_connection() as conn:
             yield conn
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -16,6 +17,27 @@ import duckdb
 import pandas as pd
 
 from globolatte_dagster.lib.schema import SCHEMAS, TABLES, Table
+
+
+def connect_duckdb(
+    database: str, read_only: bool = False, lock_timeout_s: float = 120.0, config: dict | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file, waiting while another process holds DuckDB's write lock.
+
+    Only the lock is retried; any other error (a missing folder, a corrupt file) raises at once.
+    """
+    if database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(database, read_only=read_only, config=config or {})
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -53,17 +75,7 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
-        while True:
-            try:
-                conn = duckdb.connect(self.database, read_only=read_only)
-                break
-            except duckdb.IOException as exc:  # the file is locked by another writer
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        conn = connect_duckdb(self.database, read_only=read_only, lock_timeout_s=self.lock_timeout_s)
         try:
             yield conn
         finally:

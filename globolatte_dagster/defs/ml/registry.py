@@ -2,6 +2,10 @@
 
 The gate is a blocking asset check declared on the asset: when the challenger is not promoted, the check
 fails and `serving/scoring_endpoint` does not run downstream in the same run (the champion keeps serving).
+
+The asset's value (through `model_io_manager`) is the region's champion after the gate, carrying its
+registry `model_version`, so batch scoring downstream uses the same model as the endpoint; None while a
+region has no champion yet.
 """
 
 import dagster as dg
@@ -61,6 +65,7 @@ def _champion_metrics(registry: ModelRegistry, warehouse: Warehouse, region: str
     key=REGISTERED_MODEL,
     ins={"preference_model": dg.AssetIn(key=PREFERENCE_MODEL)},
     partitions_def=region_partitions,
+    io_manager_key="model_io_manager",
     check_specs=[
         dg.AssetCheckSpec(
             GATE,
@@ -79,7 +84,7 @@ def registered_model(
     preference_model,
     registry: ModelRegistry,
     warehouse: Warehouse,
-) -> dg.MaterializeResult:
+):  # a dg.MaterializeResult whose value is the champion: no annotation, so the output is typed Any
     """The region's new model as a registry version (challenger), promoted to champion by a blocking gate."""
     region = context.partition_key
     model = preference_model
@@ -95,6 +100,9 @@ def registered_model(
     registry.record_decision(region, registered.version, decision.as_dict())
     if decision.promote:
         registry.set_alias(region, "champion", registered.version)
+        champion_model = model
+    else:
+        champion_model = registry.load(region, champion) if champion else None
     outcome = "forced" if decision.forced else ("promoted" if decision.promote else "rejected")
     context.log.info(f"{registered.model_version}: {outcome}. " + "; ".join(decision.reasons))
     figures = {
@@ -112,6 +120,7 @@ def registered_model(
         "margin": decision.margin,
     }
     return dg.MaterializeResult(
+        value=champion_model,
         metadata={
             "model_version": registered.model_version,
             "registry_uri": registered.uri,

@@ -1,0 +1,541 @@
+"""B1 Ingestion: a year of simulated sales backfilled through a real `dagster dev`, as a UI user launches it.
+
+Scenarios, all against the same landing folder and in the same run:
+- floor: one DuckDB statement, `read_csv` with the contract's explicit column types (no sniffing) and
+  `store_rejects`, inserting into a table of a fresh database file;
+- one region, and all three regions, as one `launchPartitionBackfill` each (assets raw/sales +
+  raw/sales_rejects, partition names `<day>|<region>`); the daemon launches the run(s);
+- naive: one run per partition (`launchRun` of `ingest_sales` per partition), on a sample of days,
+  with the instance's own queue limits; its throughput is extrapolated to the year.
+
+A profile child (`python -m benchmarks.b1_ingestion --profile LANDING REGION DAYS`) times the phases of the
+load path in one process (read, parse, validate, frame, write) and keeps cProfile's top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from benchmarks.common import (
+    REPO,
+    WORK,
+    TreeSampler,
+    log,
+    machine,
+    machine_line,
+    md_table,
+    self_peak_rss_mb,
+    simulated,
+    timed,
+    write_result,
+)
+from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster_tests.dagster_server import LOCATION, REPOSITORY, DagsterServer
+
+NAME = "b1_ingestion"
+START = date(2025, 1, 1)
+# The simulator makes ~1,800 transactions per region-day per 5,000 customers: 13,900 gives ~5,000.
+CUSTOMERS = 13_900
+SIZES = {
+    "full": {"days": 365, "naive_partitions": 12},
+    "quick": {"days": 28, "naive_partitions": 3},
+}
+ALONE = "america"
+SALES_KEYS = [["raw", "sales"], ["raw", "sales_rejects"]]
+GOAL_FLOOR_RATIO = 3.0
+GOAL_RUNS = 5  # "a handful"
+
+# The contract's column types (DESIGN.md), for the floor's read_csv without sniffing.
+FLOOR_COLUMNS = (
+    "{'transaction_id': 'VARCHAR', 'business_unit': 'VARCHAR', 'product_id': 'VARCHAR', "
+    "'customer_id': 'VARCHAR', 'quantity': 'BIGINT', 'total_price': 'DOUBLE', "
+    "'transaction_date': 'TIMESTAMP', 'payment_method': 'VARCHAR'}"
+)
+
+ACTIVE = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
+DONE_BACKFILL = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
+
+
+# ---- baseline 1: the floor -----------------------------------------------------------------------------
+def floor(glob: str, workdir: Path, repeats: int = 3) -> dict:
+    """One DuckDB statement: typed read_csv of every file (rejects stored), inserted into a table."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "floor.duckdb"
+    sql = (
+        "CREATE TABLE sales AS SELECT * FROM read_csv("
+        f"'{glob}', header = true, auto_detect = false, columns = {FLOOR_COLUMNS}, "
+        "timestampformat = '%Y-%m-%d %H:%M:%S', filename = true, store_rejects = true)"
+    )
+    times, rows, rejects = [], 0, 0
+    for _ in range(repeats):
+        db.unlink(missing_ok=True)
+        conn = duckdb.connect(str(db))
+        with timed() as t:
+            conn.execute(sql)
+            conn.execute("CHECKPOINT")
+        times.append(t["s"])
+        rows = conn.execute("SELECT count(*) FROM sales").fetchone()[0]
+        rejects = conn.execute("SELECT count(DISTINCT (file_id, line)) FROM reject_errors").fetchone()[0]
+        conn.close()
+    files = len(list(Path("/").glob(glob.lstrip("/"))))
+    db.unlink(missing_ok=True)
+    return {
+        "statement": sql,
+        "files": files,
+        "rows_loaded": rows,
+        "rows_rejected": rejects,
+        "seconds_all": [round(s, 3) for s in times],
+        "seconds": round(statistics.median(times), 3),
+    }
+
+
+# ---- Dagster --------------------------------------------------------------------------------------------
+class BenchServer(DagsterServer):
+    """The test suite's `dagster dev` + GraphQL client, plus the queries a benchmark needs."""
+
+    def stop_all_sensors(self) -> list[str]:
+        """Stop every sensor (the landing sensors and the automation sensor): only we launch runs."""
+        data = self.gql(
+            """query($s: RepositorySelector!) { sensorsOrError(repositorySelector: $s) {
+                 ... on Sensors { results { id name sensorState { status } } } } }""",
+            {"s": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}},
+        )
+        stopped = []
+        for sensor in data["sensorsOrError"]["results"]:
+            if sensor["sensorState"]["status"] != "RUNNING":
+                continue
+            out = self.gql(
+                "mutation($id: String!) { stopSensor(id: $id) { __typename ... on PythonError { message } } }",
+                {"id": sensor["id"]},
+            )["stopSensor"]
+            if out["__typename"] != "StopSensorMutationResult":
+                raise RuntimeError(f"could not stop sensor {sensor['name']}: {out}")
+            stopped.append(sensor["name"])
+        return stopped
+
+    def runs(self, statuses: list[str] | None = None) -> list[dict]:
+        data = self.gql(
+            """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs {
+                 results { runId status jobName startTime endTime tags { key value } } } } }""",
+            {"f": {"statuses": statuses} if statuses else {}},
+        )
+        return data["runsOrError"]["results"]
+
+    def wait_idle(self, timeout: float = 900) -> None:
+        deadline = time.monotonic() + timeout
+        while self.runs(ACTIVE):
+            if time.monotonic() > deadline:
+                raise TimeoutError("runs still active")
+            time.sleep(1)
+
+    def run_detail(self, run_id: str) -> dict:
+        return self.gql(
+            """query($id: ID!) { runOrError(runId: $id) { ... on Run {
+                 runId status creationTime startTime endTime
+                 stepStats { stepKey status startTime endTime } } } }""",
+            {"id": run_id},
+        )["runOrError"]
+
+    def launch_job(self, job: str) -> str:
+        data = self.gql(
+            """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+            {
+                "p": {
+                    "selector": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": REPOSITORY,
+                        "jobName": job,
+                    }
+                }
+            },
+        )["launchRun"]
+        if data["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"launchRun {job} failed: {data}")
+        return data["run"]["runId"]
+
+    def wait_backfill(self, backfill_id: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        status = self.backfill_status(backfill_id)
+        while status not in DONE_BACKFILL and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = self.backfill_status(backfill_id)
+        if status not in DONE_BACKFILL:
+            log(f"backfill {backfill_id} still {status} after {timeout:.0f}s: cancelling it")
+            self.cancel_backfill(backfill_id)
+        return status
+
+
+def run_worker(cmdline: str) -> str | None:
+    """TreeSampler label: the processes that execute runs (`dagster api execute_run`)."""
+    return "run_worker" if "execute_run" in cmdline else None
+
+
+def warehouse_counts(home: Path) -> dict:
+    conn = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        out = {}
+        for table in ("sales", "sales_rejects"):
+            try:
+                out[table] = conn.execute(f"SELECT count(*) FROM raw.{table}").fetchone()[0]
+            except duckdb.CatalogException:
+                out[table] = 0
+        return out
+    finally:
+        conn.close()
+
+
+def drop_raw_tables(home: Path) -> None:
+    """Empty the raw tables between scenarios, so each one loads into empty tables."""
+    conn = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        conn.execute("DROP TABLE IF EXISTS raw.sales")
+        conn.execute("DROP TABLE IF EXISTS raw.sales_rejects")
+        conn.execute("CHECKPOINT")
+    finally:
+        conn.close()
+
+
+def _run_times(server: BenchServer, run_ids: list[str]) -> dict:
+    details = [server.run_detail(r) for r in run_ids]
+    runs_s = [d["endTime"] - d["startTime"] for d in details if d.get("startTime") and d.get("endTime")]
+    steps = [
+        s["endTime"] - s["startTime"]
+        for d in details
+        for s in d.get("stepStats") or []
+        if s["stepKey"] == "sales" and s.get("startTime") and s.get("endTime")
+    ]
+    return {
+        "run_statuses": sorted({d["status"] for d in details}),
+        "run_seconds_sum": round(sum(runs_s), 2),
+        "run_seconds_max": round(max(runs_s), 2) if runs_s else None,
+        "sales_step_seconds_sum": round(sum(steps), 2),
+    }
+
+
+def backfill(server: BenchServer, partitions: list[str], timeout: float) -> dict:
+    """Launch one partition backfill exactly as the UI does and wait for it; time, runs, memory, rows."""
+    with TreeSampler(server.proc.pid, label=run_worker) as sampler, timed() as t:
+        backfill_id = server.launch_backfill(partitions, SALES_KEYS)
+        status = server.wait_backfill(backfill_id, timeout)
+    run_ids = [r["runId"] for r in server.runs_with_tag("dagster/backfill", backfill_id)]
+    counts = warehouse_counts(server.home)
+    return {
+        "partitions": len(partitions),
+        "backfill_status": status,
+        "wall_seconds": round(t["s"], 2),
+        "dagster_runs": len(run_ids),
+        **_run_times(server, run_ids),
+        "rows_loaded": counts["sales"],
+        "rows_rejected": counts["sales_rejects"],
+        "peak_run_worker_rss_mb": round(sampler.peak_by_label_mb.get("run_worker", 0.0)),
+        "peak_dagster_tree_rss_mb": round(sampler.peak_total_mb),
+    }
+
+
+def naive(server: BenchServer, partitions: list[tuple[str, str]], timeout: float) -> dict:
+    """One run per partition, all launched at once; the instance's queue decides how many run together."""
+    with TreeSampler(server.proc.pid, label=run_worker) as sampler, timed() as t:
+        run_ids = [
+            server.launch_partition_run("ingest_sales", f"{d}|{r}", {"day": d, "region": r})
+            for r, d in partitions
+        ]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            statuses = [server.run_status(r) for r in run_ids]
+            if all(s in ("SUCCESS", "FAILURE", "CANCELED") for s in statuses):
+                break
+            time.sleep(0.5)
+    counts = warehouse_counts(server.home)
+    return {
+        "partitions": len(partitions),
+        "wall_seconds": round(t["s"], 2),
+        "dagster_runs": len(run_ids),
+        **_run_times(server, run_ids),
+        "rows_loaded": counts["sales"],
+        "rows_rejected": counts["sales_rejects"],
+        "peak_run_worker_rss_mb": round(sampler.peak_by_label_mb.get("run_worker", 0.0)),
+        "peak_dagster_tree_rss_mb": round(sampler.peak_total_mb),
+    }
+
+
+def dagster_scenarios(landing: Path, days: list[str], naive_n: int, workdir: Path) -> dict:
+    home = workdir / "home"
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    server = BenchServer(home, env={"GLOBOLATTE_LANDING": str(landing)})
+    out: dict = {}
+    timeout = 3600.0
+    try:
+        with timed() as t:
+            server.start(timeout=300)
+        out["dagster_dev_start_seconds"] = round(t["s"], 1)
+        out["sensors_stopped"] = server.stop_all_sensors()
+        ref = server.launch_job("refresh_reference")
+        if server.wait_for_run(ref, timeout=600) != "SUCCESS":
+            raise RuntimeError("refresh_reference failed; see the dagster dev log")
+        server.wait_idle()  # runs a sensor launched before it was stopped
+        drop_raw_tables(home)
+
+        log(f"B1: one region ({ALONE}) x {len(days)} days as one backfill")
+        out["one_region"] = backfill(server, [f"{d}|{ALONE}" for d in days], timeout)
+        log(f"B1: one region: {out['one_region']}")
+        server.wait_idle()
+        drop_raw_tables(home)
+
+        log(f"B1: {len(REGION_KEYS)} regions x {len(days)} days as one backfill")
+        out["three_regions"] = backfill(server, [f"{d}|{r}" for r in REGION_KEYS for d in days], timeout)
+        log(f"B1: three regions: {out['three_regions']}")
+        server.wait_idle()
+        drop_raw_tables(home)
+
+        log(f"B1: naive baseline, one run per partition, {naive_n} partitions of {ALONE}")
+        out["naive"] = naive(server, [(ALONE, d) for d in days[:naive_n]], timeout)
+        log(f"B1: naive: {out['naive']}")
+        out["other_runs"] = [
+            r["jobName"]
+            for r in server.runs()
+            if not any(tag["key"] == "dagster/backfill" for tag in r["tags"])
+            and r["jobName"] not in ("ingest_sales", "refresh_reference")
+        ]
+    finally:
+        server.stop()
+    return out
+
+
+# ---- profile of the load path, in a child process ----------------------------------------------------
+def profile_child(landing: Path, region: str, days: list[str]) -> dict:
+    """Phases of what the sales asset does for one region, in one process, plus cProfile's top functions."""
+    import pandas as pd
+
+    from globolatte_dagster.defs.ingestion.assets import landed_sales
+    from globolatte_dagster.lib.ingest import parse_sales_file, validate_sales
+    from globolatte_dagster.lib.schema import SALES, SALES_REJECTS
+    from globolatte_dagster.resources.landing import LocalLandingZone
+
+    zone = LocalLandingZone(root=str(landing))
+    products = pd.read_csv(landing / "reference" / "products.csv", dtype=str)["product_id"]
+    partitions = [(region, d) for d in days]
+    phases = {}
+    with timed() as t:
+        files = landed_sales(zone, partitions)
+    phases["list_and_read"] = t["s"]
+    with timed() as t:
+        for f in files:
+            parse_sales_file(f)
+    phases["parse_files_arrow"] = t["s"]
+    prof = cProfile.Profile()
+    with timed() as t:
+        prof.enable()
+        batch = validate_sales(files, products)
+        prof.disable()
+    phases["validate_sales_total"] = t["s"]
+    phases["validate_sql_and_frames"] = t["s"] - phases["parse_files_arrow"]
+    db = WORK / "b1" / "profile.duckdb"
+    db.unlink(missing_ok=True)
+    conn = duckdb.connect(str(db))
+    with timed() as t:  # what the DuckDB pandas IO manager does: insert the frame into the table
+        conn.execute("CREATE SCHEMA raw")
+        for table, frame in ((SALES, batch.valid), (SALES_REJECTS, batch.rejects)):
+            conn.execute(table.ddl("duckdb"))
+            conn.register("obj", frame)
+            conn.execute(f"INSERT INTO {table.schema}.{table.name} SELECT * FROM obj")
+            conn.unregister("obj")
+        conn.execute("CHECKPOINT")
+    phases["write_frames_to_duckdb"] = t["s"]
+    conn.close()
+    db.unlink(missing_ok=True)
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(18)
+    tottime = io.StringIO()
+    pstats.Stats(prof, stream=tottime).sort_stats("tottime").print_stats(12)
+    return {
+        "region": region,
+        "days": len(days),
+        "files": len(files),
+        "rows": len(batch.valid) + len(batch.rejects),
+        "phases_seconds": {k: round(v, 2) for k, v in phases.items()},
+        "peak_rss_mb": round(self_peak_rss_mb()),
+        "valid_frame_mb": round(batch.valid.memory_usage(deep=True).sum() / 1024**2),
+        "cprofile_validate_sales_cumulative": text.getvalue()[-6000:],
+        "cprofile_validate_sales_tottime": tottime.getvalue()[-4000:],
+    }
+
+
+def profile(landing: Path, region: str, days: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.b1_ingestion", "--profile", str(landing), region, *days]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=REPO)
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-3000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---- the benchmark -------------------------------------------------------------------------------------
+def run(quick: bool = False) -> dict:
+    size = SIZES["quick" if quick else "full"]
+    m = machine()
+    name = "b1_quick" if quick else "b1_full"
+    landing, sim = simulated(name, CUSTOMERS, size["days"], REGION_KEYS, START)
+    days = [(START + timedelta(days=i)).isoformat() for i in range(size["days"])]
+    workdir = WORK / "b1" / ("quick" if quick else "full")
+
+    log("B1: floor (DuckDB read_csv, explicit types)")
+    floors = {
+        "three_regions": floor(f"{landing}/sales/*/*/*.csv", workdir),
+        "one_region": floor(f"{landing}/sales/{ALONE}/*/*.csv", workdir),
+    }
+    log(
+        f"B1: floor {floors['three_regions']['seconds']} s (3 regions), {floors['one_region']['seconds']} s (1)"
+    )
+    log("B1: profile of the load path for one region")
+    prof = profile(landing, ALONE, days)
+    dag = dagster_scenarios(landing, days, size["naive_partitions"], workdir)
+
+    rows = {}
+    naive = dag["naive"]
+    naive_rows = naive["rows_loaded"] + naive["rows_rejected"]
+    naive_rps = naive_rows / naive["wall_seconds"] if naive["wall_seconds"] else None
+    naive_per_partition_s = naive["wall_seconds"] / naive["partitions"]
+    for key in ("three_regions", "one_region"):
+        r, f = dag[key], floors[key]
+        handled = r["rows_loaded"] + r["rows_rejected"]
+        rps = handled / r["wall_seconds"]
+        r["rows_handled"] = handled
+        r["rows_per_second"] = round(rps)
+        r["floor_seconds"] = f["seconds"]
+        r["ratio_to_floor"] = round(r["wall_seconds"] / f["seconds"], 1)
+        r["step_ratio_to_floor"] = round(r["sales_step_seconds_sum"] / f["seconds"], 1)
+        r["naive_extrapolated_seconds"] = round(naive_per_partition_s * r["partitions"])
+        r["speedup_vs_naive"] = round(rps / naive_rps, 1) if naive_rps else None
+        r["rows_match_floor"] = handled == f["rows_loaded"] + f["rows_rejected"]
+        rows[key] = r
+    three = rows["three_regions"]
+    goals = {
+        "three_regions_within_3x_floor": three["ratio_to_floor"] <= GOAL_FLOOR_RATIO,
+        "three_regions_in_a_handful_of_runs": 1 <= three["dagster_runs"] <= GOAL_RUNS,
+        "backfills_succeeded": all(
+            rows[k]["backfill_status"] == "COMPLETED_SUCCESS" for k in ("three_regions", "one_region")
+        ),
+    }
+    payload = {
+        "benchmark": NAME,
+        "mode": "quick" if quick else "full",
+        "machine": m,
+        "data": {"customers_per_region": CUSTOMERS, "days": size["days"], "start": START.isoformat(), **sim},
+        "floor": floors,
+        "dagster": dag,
+        "profile_one_region": prof,
+        "goals": goals,
+    }
+    write_result(NAME, quick, payload, markdown(payload))
+    return payload
+
+
+def markdown(p: dict) -> str:
+    d, dag, fl = p["data"], p["dagster"], p["floor"]
+    naive = dag["naive"]
+    nrows = naive["rows_loaded"] + naive["rows_rejected"]
+    table = []
+    for key, label in (("three_regions", "3 regions"), ("one_region", f"1 region ({ALONE})")):
+        r = dag[key]
+        table.append(
+            [
+                f"{label} x {d['days']} days, one backfill",
+                r["rows_handled"],
+                r["dagster_runs"],
+                r["wall_seconds"],
+                r["rows_per_second"],
+                fl[key]["seconds"],
+                f"{r['ratio_to_floor']}x",
+                f"{r['step_ratio_to_floor']}x",
+                f"{r['speedup_vs_naive']}x faster",
+                r["peak_run_worker_rss_mb"],
+            ]
+        )
+    table.append(
+        [
+            f"naive: one run per partition ({naive['partitions']} partitions of {ALONE})",
+            nrows,
+            naive["dagster_runs"],
+            naive["wall_seconds"],
+            round(nrows / naive["wall_seconds"]),
+            "",
+            "",
+            "",
+            "1x",
+            naive["peak_run_worker_rss_mb"],
+        ]
+    )
+    head = [
+        "scenario",
+        "rows (valid + rejected)",
+        "Dagster runs",
+        "wall s",
+        "rows/s",
+        "floor s",
+        "wall / floor",
+        "sales step / floor",
+        "vs naive (rows/s)",
+        "peak run RSS MB",
+    ]
+    prof = p["profile_one_region"]
+    phases = ", ".join(f"{k} {v} s" for k, v in prof.get("phases_seconds", {}).items())
+    goals = "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in p["goals"].items())
+    three = dag["three_regions"]
+    return "\n".join(
+        [
+            f"### B1 Ingestion ({p['mode']})",
+            "",
+            f"Machine: {machine_line(p['machine'])}.",
+            "",
+            f"Data: simulator, {d['customers_per_region']:,} customers per region, {d['days']} days from "
+            f"{d['start']}, 3 regions: {d['sales_rows']:,} rows ({d['transactions']:,} transactions, "
+            f"about {d['transactions'] // (3 * d['days']):,} per region-day) in {d['sales_files']:,} files.",
+            "",
+            md_table(head, table),
+            "",
+            f"Floor (baseline 1): one DuckDB `read_csv` with the contract's types and `store_rejects`, into a "
+            f"table; median of 3: {fl['three_regions']['seconds']} s for 3 regions "
+            f"({fl['three_regions']['rows_loaded']:,} rows + {fl['three_regions']['rows_rejected']:,} rejected), "
+            f"{fl['one_region']['seconds']} s for one region. Wall time is from `launchPartitionBackfill` to the "
+            f"backfill's completion (daemon tick, run launch, process start, load, checks); the sales step "
+            f"alone took {three['sales_step_seconds_sum']} s for 3 regions. Naive for the 3-region year, "
+            f"extrapolated: {three['naive_extrapolated_seconds']:,} s in {three['partitions']:,} runs. "
+            f"Peak RSS of the whole dagster dev tree: {three['peak_dagster_tree_rss_mb']:,} MB.",
+            "",
+            f"Profile of the load path in one process ({prof.get('region')} x {prof.get('days')} days, "
+            f"{prof.get('rows', 0):,} rows): {phases}; peak RSS {prof.get('peak_rss_mb')} MB.",
+            "",
+            f"Goals: {goals}.",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", nargs="+", metavar="ARG", help="LANDING REGION DAY... (child mode)")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.profile:
+        landing, region, *days = args.profile
+        print(json.dumps(profile_child(Path(landing), region, days)))
+        return
+    run(quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""B2 Sensor: tick time and listed objects of `sales_landing_sensor` as the landing zone's history grows.
+
+The landing zone holds about 1k, 10k and 100k small sales files: 3 regions, 35 store files per region-day,
+and as many days back from yesterday as that takes. The folder is written directly (not the simulator)
+and the Azurite container is filled with the blob SDK from a thread pool.
+
+Per size and backend, after a first (cold) tick that builds the cursor, three rounds each land one new
+file per region on a new day (3 new files), then
+- tick: the real sensor evaluated with `dg.build_sensor_context` and the previous tick's cursor; the
+  listed-object and listing-call counts come from `lib.scan.scan_sales` on the same cursor;
+- baseline: `landing.list("sales/")` and a comparison of every fingerprint with the previous listing.
+The median over the rounds is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from benchmarks.common import (
+    WORK,
+    Azurite,
+    exponent,
+    log,
+    machine,
+    machine_line,
+    md_table,
+    timed,
+    write_result,
+)
+from globolatte_dagster.defs.ingestion.sensors import sales_landing_sensor
+from globolatte_dagster.defs.partitions import FIRST_DAY
+from globolatte_dagster.lib.contract import REGION_KEYS, REGIONS, sales_prefix
+from globolatte_dagster.lib.scan import scan_sales
+from globolatte_dagster.resources.landing import LandingZone, LocalLandingZone
+
+NAME = "b2_sensor"
+FILES_PER_DAY = 35  # store files per region and day
+SIZES = {"full": [1_000, 10_000, 100_000], "quick": [1_000]}
+ROUNDS = 3
+GOAL_TICK_S = 2.0
+HEADER = "transaction_id,business_unit,product_id,customer_id,quantity,total_price,transaction_date,payment_method\n"
+
+
+def layout(n_files: int, end: date) -> list[str]:
+    """Paths of about n_files sales files, FILES_PER_DAY per region-day, on days up to `end`."""
+    days = max(1, round(n_files / (len(REGION_KEYS) * FILES_PER_DAY)))
+    out = []
+    for i in range(days):
+        day = (end - timedelta(days=days - 1 - i)).isoformat()
+        for region in REGION_KEYS:
+            out += [f"{sales_prefix(region, day)}store-{s:03d}.csv" for s in range(FILES_PER_DAY)]
+    return out
+
+
+def content(path: str) -> bytes:
+    _, region, day, name = path.split("/")
+    unit = REGIONS[region].business_unit
+    return (HEADER + f"{name[:-4]}-1,{unit},P001,C001,1,3.50,{day} 08:00:00,cash\n").encode()
+
+
+def local_zone(n_files: int, end: date) -> tuple[LocalLandingZone, int]:
+    root = WORK / "b2" / f"local-{n_files}"
+    marker = root / ".done.json"
+    paths = layout(n_files, end)
+    if marker.exists() and json.loads(marker.read_text()) == {"files": len(paths), "end": end.isoformat()}:
+        return LocalLandingZone(root=str(root)), len(paths)
+    if root.exists():
+        shutil.rmtree(root)
+    with timed() as t:
+        for path in paths:
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content(path))
+    log(f"B2: wrote {len(paths):,} files to {root} in {t['s']:.1f} s")
+    marker.write_text(json.dumps({"files": len(paths), "end": end.isoformat()}))
+    return LocalLandingZone(root=str(root)), len(paths)
+
+
+def azurite_zone(azurite: Azurite, n_files: int, end: date) -> tuple[LandingZone, int, float]:
+    from globolatte_dagster.resources.blob_landing import BlobLandingZone
+
+    zone = BlobLandingZone(container=f"landing-{n_files}", connection_string=azurite.connection_string)
+    zone.create_container()
+    paths = layout(n_files, end)
+    container = zone._container()
+    with timed() as t, ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda p: container.upload_blob(p, content(p), overwrite=True), paths))
+    log(f"B2: uploaded {len(paths):,} blobs to Azurite in {t['s']:.1f} s")
+    return zone, len(paths), t["s"]
+
+
+def _instance() -> dg.DagsterInstance:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=["core", "products"]))
+    return instance
+
+
+def _sensor_tick(zone: LandingZone, instance: dg.DagsterInstance, cursor: str | None) -> tuple[float, dict]:
+    ctx = dg.build_sensor_context(cursor=cursor, resources={"landing": zone}, instance=instance)
+    with timed() as t:
+        result = sales_landing_sensor(ctx)
+    if not isinstance(result, dg.SensorResult):
+        raise RuntimeError(f"the sensor did not tick: {result}")
+    return t["s"], {"cursor": result.cursor, "run_requests": len(result.run_requests or [])}
+
+
+def _scan_counts(zone: LandingZone, cursor: str | None, last_day: date) -> dict:
+    with timed() as t:
+        scan = scan_sales(
+            zone.list,
+            zone.list_dirs,
+            json.loads(cursor) if cursor else None,
+            first_day=date.fromisoformat(FIRST_DAY),
+            last_day=last_day,
+        )
+    return {
+        "scan_seconds": t["s"],
+        "listed_objects": scan.listed_objects,
+        "listing_calls": scan.listing_calls,
+        "changed_partitions": len(scan.changes),
+    }
+
+
+def _full_listing(zone: LandingZone, previous: dict[str, str]) -> tuple[float, dict[str, str], int]:
+    with timed() as t:
+        listing = {o.path: o.fingerprint for o in zone.list("sales/")}
+        changed = [p for p, f in listing.items() if previous.get(p) != f]
+    return t["s"], listing, len(changed)
+
+
+def measure(zone: LandingZone, end: date, n_files: int) -> dict:
+    """Cold tick, then ROUNDS rounds of 3 new files: sensor tick vs full listing."""
+    instance = _instance()
+    last_day = date.today() + timedelta(days=7)  # the sensor's own partition window
+    cold_s, first = _sensor_tick(zone, instance, None)
+    cursor = first["cursor"]
+    _, previous, _ = _full_listing(zone, {})
+    rounds = []
+    for k in range(1, ROUNDS + 1):
+        day = (end + timedelta(days=k)).isoformat()
+        for region in REGION_KEYS:
+            path = f"{sales_prefix(region, day)}store-000.csv"
+            zone.write_bytes(path, content(path))
+        counts = _scan_counts(zone, cursor, last_day)  # same input cursor as the tick below
+        tick_s, tick = _sensor_tick(zone, instance, cursor)
+        cursor = tick["cursor"]
+        base_s, previous, base_changed = _full_listing(zone, previous)
+        rounds.append(
+            {
+                "tick_seconds": tick_s,
+                "run_requests": tick["run_requests"],
+                **counts,
+                "baseline_seconds": base_s,
+                "baseline_listed_objects": len(previous),
+                "baseline_changed_files": base_changed,
+            }
+        )
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    return {
+        "files": n_files,
+        "cold_tick_seconds": round(cold_s, 3),
+        "tick_seconds": round(med["tick_seconds"], 4),
+        "scan_seconds": round(med["scan_seconds"], 4),
+        "listed_objects": int(med["listed_objects"]),
+        "listing_calls": int(med["listing_calls"]),
+        "changed_partitions": int(med["changed_partitions"]),
+        "run_requests": int(med["run_requests"]),
+        "baseline_seconds": round(med["baseline_seconds"], 4),
+        "baseline_listed_objects": int(med["baseline_listed_objects"]),
+        "baseline_changed_files": int(med["baseline_changed_files"]),
+        "speedup_vs_baseline": round(med["baseline_seconds"] / med["tick_seconds"], 1),
+        "rounds": rounds,
+    }
+
+
+def run(quick: bool = False) -> dict:
+    sizes = SIZES["quick" if quick else "full"]
+    m = machine()
+    end = date.today() - timedelta(days=1)
+    results: dict[str, list[dict]] = {"local": [], "azurite": []}
+    for n in sizes:
+        zone, files = local_zone(n, end)
+        log(f"B2: local folder, {files:,} files")
+        r = measure(zone, end, files)
+        results["local"].append(r)
+        log(f"B2: local {files:,}: tick {r['tick_seconds']} s, baseline {r['baseline_seconds']} s")
+        for k in range(1, ROUNDS + 1):  # remove the new days: the folder is reused by the next run
+            for region in REGION_KEYS:
+                shutil.rmtree(Path(zone.root) / sales_prefix(region, (end + timedelta(days=k)).isoformat()))
+    with Azurite(WORK / "b2" / "azurite", memory_limit_mb=4096) as azurite:
+        for n in sizes:
+            zone, files, upload_s = azurite_zone(azurite, n, end)
+            log(f"B2: Azurite, {files:,} blobs")
+            r = measure(zone, end, files)
+            r["upload_seconds"] = round(upload_s, 1)
+            results["azurite"].append(r)
+            log(f"B2: Azurite {files:,}: tick {r['tick_seconds']} s, baseline {r['baseline_seconds']} s")
+            zone._container().delete_container()
+            zone.close()
+    summary = {}
+    for backend, rows in results.items():
+        if len(rows) >= 2:
+            a, b = rows[0], rows[-1]
+            summary[backend] = {
+                "tick_exponent": exponent(a["files"], a["tick_seconds"], b["files"], b["tick_seconds"]),
+                "baseline_exponent": exponent(
+                    a["files"], a["baseline_seconds"], b["files"], b["baseline_seconds"]
+                ),
+                "tick_growth_smallest_to_largest": round(b["tick_seconds"] / a["tick_seconds"], 2),
+            }
+    largest = {backend: rows[-1] for backend, rows in results.items()}
+    goals = {
+        f"{backend}_tick_under_{GOAL_TICK_S:g}s_at_{r['files']:,}_files": r["tick_seconds"] < GOAL_TICK_S
+        for backend, r in largest.items()
+    }
+    for backend, s in summary.items():
+        # "flat": at most 2x from the smallest to the largest size (100x more files)
+        goals[f"{backend}_tick_flat_in_history"] = s["tick_growth_smallest_to_largest"] <= 2.0
+    goals["every_tick_found_the_3_new_files"] = all(
+        r["changed_partitions"] == 3 and r["baseline_changed_files"] == 3
+        for rows in results.values()
+        for r in rows
+    )
+    payload = {
+        "benchmark": NAME,
+        "mode": "quick" if quick else "full",
+        "machine": m,
+        "files_per_region_day": FILES_PER_DAY,
+        "results": results,
+        "scaling": summary,
+        "goals": goals,
+    }
+    write_result(NAME, quick, payload, markdown(payload))
+    return payload
+
+
+def markdown(p: dict) -> str:
+    rows = []
+    for backend, label in (("local", "local folder"), ("azurite", "Azurite")):
+        for r in p["results"][backend]:
+            rows.append(
+                [
+                    label,
+                    r["files"],
+                    r["cold_tick_seconds"],
+                    r["tick_seconds"],
+                    r["listed_objects"],
+                    r["listing_calls"],
+                    r["run_requests"],
+                    r["baseline_seconds"],
+                    r["baseline_listed_objects"],
+                    f"{r['speedup_vs_baseline']}x",
+                ]
+            )
+    head = [
+        "landing zone",
+        "files",
+        "cold tick s",
+        "tick s (3 new files)",
+        "listed objects",
+        "listing calls",
+        "run requests",
+        "full listing s",
+        "full listing objects",
+        "tick vs full listing",
+    ]
+    scaling = "; ".join(
+        f"{b}: tick x{s['tick_growth_smallest_to_largest']} from smallest to largest "
+        f"(exponent {s['tick_exponent']:.2f}; full listing exponent {s['baseline_exponent']:.2f})"
+        for b, s in p["scaling"].items()
+    )
+    goals = "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in p["goals"].items())
+    return "\n".join(
+        [
+            f"### B2 Sensor ({p['mode']})",
+            "",
+            f"Machine: {machine_line(p['machine'])}.",
+            "",
+            f"{p['files_per_region_day']} store files per region-day, 3 regions, history back from yesterday; "
+            f"each tick follows the landing of 3 new files (one new day per region). Median of {ROUNDS} rounds. "
+            "The tick is `sales_landing_sensor` evaluated with the previous cursor; the baseline lists "
+            "`sales/` in full and compares fingerprints.",
+            "",
+            md_table(head, rows),
+            "",
+            f"Scaling: {scaling or 'one size only'}.",
+            "",
+            f"Goals: {goals}.",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    run(quick=False)

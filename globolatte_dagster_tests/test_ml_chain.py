@@ -1,0 +1,132 @@
+"""The ML chain through Dagster on a small simulated case: features -> segments -> model -> recommendations."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from globolatte_dagster.defs.features.assets import customer_features
+from globolatte_dagster.defs.mart.assets import recommendations
+from globolatte_dagster.defs.ml.assets import customer_segments, ml_automation_sensor, preference_model
+from globolatte_dagster.defs.partitions import region_day, region_day_key
+from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
+from globolatte_dagster.resources.warehouse import DuckDBWarehouse
+from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
+
+CHAIN = [customer_features, customer_segments, preference_model, recommendations]
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory) -> tuple[str, Path, Path]:
+    root = tmp_path_factory.mktemp("ml_chain")
+    sim = simulate_case(root, days=36, customers=150, regions=("america", "mexico"))
+    db = str(root / "wh.duckdb")
+    load_duckdb(db, landed_frames(sim.landing))
+    return db, sim.truth, root
+
+
+def _resources(db: str, root: Path) -> dict:
+    return {
+        "warehouse": DuckDBWarehouse(database=db),
+        "warehouse_io_manager": WarehouseDuckDBIOManager(database=db),
+        "model_io_manager": dg.FilesystemIOManager(base_dir=str(root / "artifacts")),
+    }
+
+
+def _config(truth: Path) -> dg.RunConfig:
+    return dg.RunConfig(
+        ops={
+            "ml__customer_segments": {"config": {"truth_dir": str(truth), "k_max": 8, "n_init": 4}},
+            "ml__preference_model": {"config": {"max_iter": 40}},
+        }
+    )
+
+
+def test_chain_materialises_and_recommendations_match_the_model(case):
+    db, truth, root = case
+    result = dg.materialize(CHAIN, partition_key="mexico", resources=_resources(db, root), run_config=_config(truth))
+    assert result.success
+
+    seg_meta = result.asset_materializations_for_node("ml__customer_segments")[0].metadata
+    assert seg_meta["k"].value >= 2
+    assert "persona_ari" in seg_meta and "data:image/png;base64," in seg_meta["plot"].value
+    assert "| segment |" in seg_meta["profiles"].value
+
+    model_meta = result.asset_materializations_for_node("ml__preference_model")[0].metadata
+    for key in ("hit_rate_at_3_model", "hit_rate_at_3_repeat", "hit_rate_at_3_popularity", "coverage"):
+        assert 0.0 <= model_meta[key].value <= 1.0
+    assert "data:image/png;base64," in model_meta["plot"].value and "| segment |" in model_meta["per_segment"].value
+
+    model = result.output_for_node("ml__preference_model")
+    conn = duckdb.connect(db, read_only=True)
+    try:
+        mart = conn.execute("SELECT * FROM mart.recommendations WHERE region = 'mexico'").df()
+        features = conn.execute("SELECT COUNT(*) FROM core.customer_features WHERE region = 'mexico'").fetchone()[0]
+    finally:
+        conn.close()
+    assert list(mart.columns) == [
+        "region", "customer_id", "for_date", "rank", "product_id", "score", "model_version", "basis",
+    ]
+    assert mart["customer_id"].nunique() == features and (mart.groupby("customer_id").size() == 3).all()
+    assert (pd.to_datetime(mart["for_date"]).dt.date == model.as_of + timedelta(days=1)).all()
+    assert set(mart["basis"]) <= {"model", "segment", "popularity"}
+
+    # the endpoint's function gives exactly the batch rows
+    some = sorted(mart["customer_id"].unique())[:20]
+    day = (model.as_of + timedelta(days=1)).isoformat()
+    answers = model.recommend([{"region": "mexico", "customer_id": c, "date": day} for c in some])
+    for ans in answers:
+        rows = mart[mart["customer_id"] == ans["customer_id"]].sort_values("rank")
+        assert [r["product_id"] for r in ans["recommendations"]] == list(rows["product_id"])
+        assert [r["score"] for r in ans["recommendations"]] == pytest.approx(list(rows["score"]), abs=1e-9)
+
+
+def test_second_run_reports_segment_stability(case):
+    db, truth, root = case
+    for _ in range(2):
+        result = dg.materialize(
+            CHAIN[:2], partition_key="america", resources=_resources(db, root), run_config=_config(truth)
+        )
+    meta = result.asset_materializations_for_node("ml__customer_segments")[0].metadata
+    assert meta["stability_ari"].value == pytest.approx(1.0)
+    assert meta["stability_shared_customers"].value > 0
+
+
+def test_new_sales_refresh_downstream_once_per_day():
+    """Declarative automation: new sales request the region's features, but not twice on the same day."""
+    sales = dg.AssetSpec(["raw", "sales"], partitions_def=region_day)
+    weather = dg.AssetSpec(["raw", "weather"], partitions_def=region_day)
+    refs = [dg.AssetSpec(["core", "products"]), dg.AssetSpec(["core", "calendar"])]
+    defs = dg.Definitions(assets=[sales, weather, *refs, customer_features])
+    instance = dg.DagsterInstance.ephemeral()
+    key = dg.AssetKey(["core", "customer_features"])
+
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0  # nothing landed yet
+
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(["raw", "sales"], partition=str(region_day_key("canada", "2025-01-05")))
+    )
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(key) == {"canada"}
+
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(["raw", "sales"], partition=str(region_day_key("canada", "2025-01-06")))
+    )
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    assert third.get_requested_partitions(key) == set()  # already refreshed today
+
+
+def test_automation_sensor_is_on_and_targets_the_chain():
+    assert ml_automation_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    keys = ml_automation_sensor.asset_selection.resolve(
+        dg.Definitions(assets=CHAIN).resolve_asset_graph(), allow_missing=True
+    )
+    assert {k.to_user_string() for k in keys} >= {
+        "core/customer_features", "ml/customer_segments", "ml/preference_model", "mart/recommendations",
+    }
