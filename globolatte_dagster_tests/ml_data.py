@@ -41,8 +41,14 @@ class SimCase:
         return self.start + timedelta(days=self.days - 1)
 
 
-def simulate_case(root: Path, days: int, customers: int, seed: int = SEED, start: date = START,
-                  regions: Sequence[str] = contract.REGION_KEYS) -> SimCase:
+def simulate_case(
+    root: Path,
+    days: int,
+    customers: int,
+    seed: int = SEED,
+    start: date = START,
+    regions: Sequence[str] = contract.REGION_KEYS,
+) -> SimCase:
     from globolatte_dagster.simulate import simulate
 
     landing, truth = root / "landing", root / "truth"
@@ -79,7 +85,13 @@ def landed_frames(landing: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-TABLE_OF = {"sales": SALES, "weather": WEATHER, "products": PRODUCTS, "customers": CUSTOMERS, "calendar": CALENDAR}
+TABLE_OF = {
+    "sales": SALES,
+    "weather": WEATHER,
+    "products": PRODUCTS,
+    "customers": CUSTOMERS,
+    "calendar": CALENDAR,
+}
 
 
 def load_duckdb(database: str, frames: dict[str, pd.DataFrame]) -> None:
@@ -141,6 +153,8 @@ class FakesnowWarehouse(Warehouse):
                 cur.execute(table.ddl("snowflake"))
                 out = frame[table.column_names].copy()
                 out.columns = [c.upper() for c in out.columns]
-                write_pandas(conn, out, table.name.upper(), schema=table.schema.upper(), database=self.database)
+                write_pandas(
+                    conn, out, table.name.upper(), schema=table.schema.upper(), database=self.database
+                )
         finally:
             conn.close()

@@ -18,13 +18,24 @@ from globolatte_dagster_tests.ml_data import FakesnowWarehouse, load_duckdb
 D0 = date(2025, 7, 1)  # a Tuesday; 2025-07-04 is a US holiday
 
 
-def _sale(day: int, tid: str, pid: str, cid: str | None, qty: int, price: float, hour: int, region: str = "canada"):
+def _sale(
+    day: int, tid: str, pid: str, cid: str | None, qty: int, price: float, hour: int, region: str = "canada"
+):
     d = D0 + timedelta(days=day)
     return {
-        "region": region, "day": pd.Timestamp(d), "transaction_id": tid, "business_unit": "BU_CA",
-        "product_id": pid, "customer_id": cid, "quantity": qty, "total_price": price,
-        "transaction_date": pd.Timestamp(f"{d} {hour:02d}:15:00"), "payment_method": "cash",
-        "extra": None, "source_file": "f.csv", "source_line": 2,
+        "region": region,
+        "day": pd.Timestamp(d),
+        "transaction_id": tid,
+        "business_unit": "BU_CA",
+        "product_id": pid,
+        "customer_id": cid,
+        "quantity": qty,
+        "total_price": price,
+        "transaction_date": pd.Timestamp(f"{d} {hour:02d}:15:00"),
+        "payment_method": "cash",
+        "extra": None,
+        "source_file": "f.csv",
+        "source_line": 2,
     }
 
 
@@ -60,8 +71,12 @@ def tiny_frames() -> dict[str, pd.DataFrame]:
         }
     )
     customers = pd.DataFrame(
-        {"customer_id": ["C1", "C2"], "email_hash": [None, None], "location": ["Toronto"] * 2,
-         "signup_date": [pd.NaT, pd.NaT]}
+        {
+            "customer_id": ["C1", "C2"],
+            "email_hash": [None, None],
+            "location": ["Toronto"] * 2,
+            "signup_date": [pd.NaT, pd.NaT],
+        }
     )
     return {
         "sales": pd.DataFrame(sales)[SALES.column_names],

@@ -38,18 +38,18 @@ def _resources(db: str, root: Path) -> dict:
     }
 
 
-def _config(truth: Path) -> dg.RunConfig:
-    return dg.RunConfig(
-        ops={
-            "ml__customer_segments": {"config": {"truth_dir": str(truth), "k_max": 8, "n_init": 4}},
-            "ml__preference_model": {"config": {"max_iter": 40}},
-        }
-    )
+def _config(truth: Path, model: bool = True) -> dg.RunConfig:
+    ops = {"ml__customer_segments": {"config": {"truth_dir": str(truth), "k_max": 8, "n_init": 4}}}
+    if model:
+        ops["ml__preference_model"] = {"config": {"max_iter": 40}}
+    return dg.RunConfig(ops=ops)
 
 
 def test_chain_materialises_and_recommendations_match_the_model(case):
     db, truth, root = case
-    result = dg.materialize(CHAIN, partition_key="mexico", resources=_resources(db, root), run_config=_config(truth))
+    result = dg.materialize(
+        CHAIN, partition_key="mexico", resources=_resources(db, root), run_config=_config(truth)
+    )
     assert result.success
 
     seg_meta = result.asset_materializations_for_node("ml__customer_segments")[0].metadata
@@ -60,17 +60,29 @@ def test_chain_materialises_and_recommendations_match_the_model(case):
     model_meta = result.asset_materializations_for_node("ml__preference_model")[0].metadata
     for key in ("hit_rate_at_3_model", "hit_rate_at_3_repeat", "hit_rate_at_3_popularity", "coverage"):
         assert 0.0 <= model_meta[key].value <= 1.0
-    assert "data:image/png;base64," in model_meta["plot"].value and "| segment |" in model_meta["per_segment"].value
+    assert (
+        "data:image/png;base64," in model_meta["plot"].value
+        and "| segment |" in model_meta["per_segment"].value
+    )
 
     model = result.output_for_node("ml__preference_model")
     conn = duckdb.connect(db, read_only=True)
     try:
         mart = conn.execute("SELECT * FROM mart.recommendations WHERE region = 'mexico'").df()
-        features = conn.execute("SELECT COUNT(*) FROM core.customer_features WHERE region = 'mexico'").fetchone()[0]
+        features = conn.execute(
+            "SELECT COUNT(*) FROM core.customer_features WHERE region = 'mexico'"
+        ).fetchone()[0]
     finally:
         conn.close()
     assert list(mart.columns) == [
-        "region", "customer_id", "for_date", "rank", "product_id", "score", "model_version", "basis",
+        "region",
+        "customer_id",
+        "for_date",
+        "rank",
+        "product_id",
+        "score",
+        "model_version",
+        "basis",
     ]
     assert mart["customer_id"].nunique() == features and (mart.groupby("customer_id").size() == 3).all()
     assert (pd.to_datetime(mart["for_date"]).dt.date == model.as_of + timedelta(days=1)).all()
@@ -90,7 +102,10 @@ def test_second_run_reports_segment_stability(case):
     db, truth, root = case
     for _ in range(2):
         result = dg.materialize(
-            CHAIN[:2], partition_key="america", resources=_resources(db, root), run_config=_config(truth)
+            CHAIN[:2],
+            partition_key="america",
+            resources=_resources(db, root),
+            run_config=_config(truth, model=False),
         )
     meta = result.asset_materializations_for_node("ml__customer_segments")[0].metadata
     assert meta["stability_ari"].value == pytest.approx(1.0)
@@ -102,7 +117,13 @@ def test_new_sales_refresh_downstream_once_per_day():
     sales = dg.AssetSpec(["raw", "sales"], partitions_def=region_day)
     weather = dg.AssetSpec(["raw", "weather"], partitions_def=region_day)
     refs = [dg.AssetSpec(["core", "products"]), dg.AssetSpec(["core", "calendar"])]
-    defs = dg.Definitions(assets=[sales, weather, *refs, customer_features])
+    defs = dg.Definitions(
+        assets=[sales, weather, *refs, customer_features],
+        resources={
+            "warehouse": DuckDBWarehouse(database=":memory:"),
+            "warehouse_io_manager": dg.InMemoryIOManager(),
+        },
+    )
     instance = dg.DagsterInstance.ephemeral()
     key = dg.AssetKey(["core", "customer_features"])
 
@@ -124,9 +145,10 @@ def test_new_sales_refresh_downstream_once_per_day():
 
 def test_automation_sensor_is_on_and_targets_the_chain():
     assert ml_automation_sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    keys = ml_automation_sensor.asset_selection.resolve(
-        dg.Definitions(assets=CHAIN).resolve_asset_graph(), allow_missing=True
-    )
+    keys = ml_automation_sensor.asset_selection.resolve(CHAIN, allow_missing=True)
     assert {k.to_user_string() for k in keys} >= {
-        "core/customer_features", "ml/customer_segments", "ml/preference_model", "mart/recommendations",
+        "core/customer_features",
+        "ml/customer_segments",
+        "ml/preference_model",
+        "mart/recommendations",
     }

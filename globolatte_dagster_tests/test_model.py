@@ -40,7 +40,9 @@ def test_hit_rate_counts_a_hit_when_any_pick_was_bought():
 
 def test_day_context_knows_weekends_holidays_and_seasons():
     july4 = Mo.day_context("america", date(2025, 7, 4), 31.0, 0.0, "observed")
-    assert july4.is_holiday and not july4.is_weekend and july4.off_day and Mo.SEASONS[july4.season] == "summer"
+    assert (
+        july4.is_holiday and not july4.is_weekend and july4.off_day and Mo.SEASONS[july4.season] == "summer"
+    )
     assert not Mo.day_context("canada", date(2025, 7, 4), None, None, "none").is_holiday
     sat = Mo.day_context("mexico", date(2025, 1, 11), None, None, "none")
     assert sat.is_weekend and np.isnan(sat.temp_max_c)
@@ -116,7 +118,9 @@ def test_training_rows_use_no_data_after_their_cutoff(small, tmp_path):
     past = Mo.FeatureHistory.load(cut_wh.query, "america", d - timedelta(days=3), d - timedelta(days=1), fp)
     cf, _, _ = past.at(d - timedelta(days=1))
     labels, _ = seg.assign(cf)
-    snap = past.snapshot(d - timedelta(days=1), pd.Series(labels, index=cf["customer_id"].astype(str).to_numpy()))
+    snap = past.snapshot(
+        d - timedelta(days=1), pd.Series(labels, index=cf["customer_id"].astype(str).to_numpy())
+    )
     idx = np.array([snap.index.get(c, -1) for c in rows.customers])
     x, _ = Mo.design(snap, idx, [book.context("america", d, known_until=d)] * len(idx))
     np.testing.assert_array_equal(snap.products, rows.snapshot.products)
@@ -127,7 +131,7 @@ _FRAMES: dict[str, dict] = {}
 
 
 def landed_frames_cache(small) -> dict[str, pd.DataFrame]:
-    wh, truth = small
+    _wh, truth = small
     key = str(truth)
     if key not in _FRAMES:
         _FRAMES[key] = landed_frames(truth.parent / "landing")
@@ -149,7 +153,9 @@ def test_recommend_answers_the_scoring_contract(trained):
     model = trained.model
     cid = str(model.snapshot.customer_ids[0])
     day = (model.as_of + timedelta(days=1)).isoformat()
-    [ans] = model.recommend([{"region": "america", "customer_id": cid, "date": day, "temp_max_c": 28.5, "k": 3}])
+    [ans] = model.recommend(
+        [{"region": "america", "customer_id": cid, "date": day, "temp_max_c": 28.5, "k": 3}]
+    )
     assert set(ans) == {"region", "customer_id", "recommendations", "segment", "model_version", "cold_start"}
     assert ans["customer_id"] == cid and ans["model_version"] == "unregistered" and ans["cold_start"] is False
     assert len(ans["recommendations"]) == 3 and isinstance(ans["segment"], int)
@@ -159,7 +165,9 @@ def test_recommend_answers_the_scoring_contract(trained):
     [cold] = model.recommend([{"region": "america", "customer_id": "NOBODY", "date": day}])
     assert cold["cold_start"] is True and cold["segment"] is None and len(cold["recommendations"]) == 3
     model.model_version = "globolatte-america:7"
-    assert model.recommend([{"region": "america", "customer_id": cid, "date": day}])[0]["model_version"].endswith(":7")
+    assert model.recommend([{"region": "america", "customer_id": cid, "date": day}])[0][
+        "model_version"
+    ].endswith(":7")
     model.model_version = "unregistered"
 
 
@@ -167,7 +175,10 @@ def test_recommend_is_deterministic_fast_and_survives_joblib(trained):
     model = trained.model
     day = (model.as_of + timedelta(days=1)).isoformat()
     ids = [str(c) for c in model.snapshot.customer_ids]
-    requests = [{"region": "america", "customer_id": ids[i % len(ids)], "date": day, "k": 1 + i % 5} for i in range(500)]
+    requests = [
+        {"region": "america", "customer_id": ids[i % len(ids)], "date": day, "k": 1 + i % 5}
+        for i in range(500)
+    ]
     t0 = time.perf_counter()
     first = model.recommend(requests)
     elapsed = time.perf_counter() - t0

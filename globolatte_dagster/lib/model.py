@@ -723,7 +723,9 @@ class PreferenceModel:
             for r, (cid, seg, basis, picks) in enumerate(self._ranked(requests))
             for rank, (pid, score) in enumerate(picks, start=1)
         ]
-        return pd.DataFrame(rows, columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"])
+        return pd.DataFrame(
+            rows, columns=["request", "customer_id", "rank", "product_id", "score", "basis", "segment"]
+        )
 
     def recommend(self, requests: Sequence[dict]) -> list[dict]:
         """Answers in request order, exactly as the DESIGN.md scoring contract (raises BadRequest)."""

@@ -1,6 +1,5 @@
 """Customer features per region, computed as SQL in the warehouse as of the last landed sales day."""
 
-
 import time
 from datetime import date
 
@@ -65,19 +64,33 @@ class FeaturesConfig(dg.Config):
     pool="warehouse",
     automation_condition=daily_refresh(),
 )
-def customer_features(context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: Warehouse) -> pd.DataFrame:
+def customer_features(
+    context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: Warehouse
+) -> pd.DataFrame:
     """One row per loyalty customer: RFM, shares, time of day, holidays, weather behaviour, favourites."""
     region = context.partition_key
     days = F.sales_days(warehouse.query, region)
     if not days:
-        raise dg.Failure(description=f"no sales have landed for region '{region}': nothing to compute features from")
+        raise dg.Failure(
+            description=f"no sales have landed for region '{region}': nothing to compute features from"
+        )
     cutoff = date.fromisoformat(config.cutoff) if config.cutoff else days[-1]
     t0 = time.perf_counter()
     df = F.customer_features(warehouse.query, region, cutoff, params=config.params())
     seconds = time.perf_counter() - t0
     if df.empty:
         raise dg.Failure(description=f"{region}: no loyalty customer bought on or before {cutoff}")
-    preview = df[["customer_id", "n_visit_days", "recency_days", "monetary_usd", "iced_share", "weather_sensitivity", "fav_1_product"]]
+    preview = df[
+        [
+            "customer_id",
+            "n_visit_days",
+            "recency_days",
+            "monetary_usd",
+            "iced_share",
+            "weather_sensitivity",
+            "fav_1_product",
+        ]
+    ]
     context.add_output_metadata(
         {
             "as_of": cutoff.isoformat(),

@@ -1,6 +1,5 @@
 """Daily recommendations per region for marketing: the top-k products per customer for the next day."""
 
-
 from datetime import timedelta
 
 import dagster as dg
@@ -74,8 +73,10 @@ def recommendations(
             "customers": int(out["customer_id"].nunique()),
             "rows": len(out),
             "weather_source": ctx.weather_source,
-            "temp_max_c": dg.MetadataValue.float(None if ctx.temp_max_c != ctx.temp_max_c else round(ctx.temp_max_c, 1)),
-            "basis": dg.MetadataValue.json(out.drop_duplicates("customer_id")["basis"].value_counts().to_dict()),
+            "temp_max_c": "unknown" if ctx.temp_max_c != ctx.temp_max_c else round(ctx.temp_max_c, 1),
+            "basis": dg.MetadataValue.json(
+                out.drop_duplicates("customer_id")["basis"].value_counts().to_dict()
+            ),
             "model_version": model.model_version,
             "top_first_picks": dg.MetadataValue.md(markdown_table(top)),
         }

@@ -1,6 +1,5 @@
 """Customer segments and the preference model per region, with their profiles, metrics and plots."""
 
-
 import json
 from pathlib import Path
 
@@ -64,7 +63,9 @@ def customer_segments(
     """K-means segments of scaled customer features, k by silhouette, ids aligned with the last run."""
     region = context.partition_key
     if len(features) < 4:
-        raise dg.Failure(description=f"{region}: {len(features)} customer(s) with features, too few to segment")
+        raise dg.Failure(
+            description=f"{region}: {len(features)} customer(s) with features, too few to segment"
+        )
     k_range = range(config.k_min, config.k_max + 1)
     seg = S.fit_segments(features, config.seed, k_range, k=config.k or None, n_init=config.n_init)
     labels, dist = seg.assign(features)
@@ -78,7 +79,9 @@ def customer_segments(
     personas = _personas(config.truth_dir, region)
     persona_ari = S.persona_agreement(out, personas)[0] if personas is not None else None
     products = F.products(warehouse.query)
-    profile = S.profiles(features, out, dict(zip(products["product_id"], products["product_name"], strict=True)))
+    profile = S.profiles(
+        features, out, dict(zip(products["product_id"], products["product_name"], strict=True))
+    )
     png = plots.segments_plot(seg._scaled(features), labels, profile, config.seed)
     meta = {
         "k": seg.k,
@@ -92,9 +95,9 @@ def customer_segments(
     if persona_ari is not None:
         meta["persona_ari"] = dg.MetadataValue.float(persona_ari)
     context.add_output_metadata(meta)
-    return out.assign(region=region, as_of=features["as_of"], low_history=features["low_history"], distance=dist)[
-        S.SEGMENTS.column_names
-    ]
+    return out.assign(
+        region=region, as_of=features["as_of"], low_history=features["low_history"], distance=dist
+    )[S.SEGMENTS.column_names]
 
 
 class PreferenceModelConfig(dg.Config):
@@ -116,10 +119,8 @@ class PreferenceModelConfig(dg.Config):
     min_visit_days: int = 3
 
     def train_params(self) -> Mo.TrainParams:
-        return Mo.TrainParams(
-            self.holdout_days, self.train_days, self.max_iter, self.learning_rate, self.max_leaf_nodes,
-            self.min_samples_leaf, self.l2_regularization, self.negative_sample, self.seed, self.k,
-        )
+        fields = Mo.TrainParams.__dataclass_fields__
+        return Mo.TrainParams(**{k: v for k, v in self.model_dump().items() if k in fields})
 
     def feature_params(self) -> F.FeatureParams:
         return F.FeatureParams(self.lookback_days, self.recent_days, self.half_life_days, self.min_visit_days)
@@ -136,13 +137,21 @@ class PreferenceModelConfig(dg.Config):
     automation_condition=daily_refresh(),
 )
 def preference_model(
-    context: dg.AssetExecutionContext, config: PreferenceModelConfig, warehouse: Warehouse, segments: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    config: PreferenceModelConfig,
+    warehouse: Warehouse,
+    segments: pd.DataFrame,
 ) -> Mo.PreferenceModel:
     """Which products a customer buys on a day: evaluated on a time-based hold-out, refit for serving."""
     region = context.partition_key
     try:
         result = Mo.train_region(
-            warehouse.query, region, segments, config.train_params(), config.feature_params(), context.log.info
+            warehouse.query,
+            region,
+            segments,
+            config.train_params(),
+            config.feature_params(),
+            context.log.info,
         )
     except ValueError as exc:
         raise dg.Failure(description=f"{region}: {exc}") from exc
@@ -151,7 +160,10 @@ def preference_model(
     table = pd.DataFrame([{"baseline": n, f"hit_rate_at_{k}": ev[f"hit_rate_at_{k}_{n}"]} for n in names])
     context.add_output_metadata(
         {
-            **{f"hit_rate_at_{k}_{n}": dg.MetadataValue.float(round(ev[f"hit_rate_at_{k}_{n}"], 4)) for n in names},
+            **{
+                f"hit_rate_at_{k}_{n}": dg.MetadataValue.float(round(ev[f"hit_rate_at_{k}_{n}"], 4))
+                for n in names
+            },
             "beats_repeat": ev[f"hit_rate_at_{k}_model"] > ev[f"hit_rate_at_{k}_repeat"],
             "coverage": dg.MetadataValue.float(round(ev["coverage"], 4)),
             "holdout_buyer_days": ev["holdout_buyer_days"],
