@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 export GLOBOLATTE_HOME ?= $(CURDIR)/.globolatte
 export DAGSTER_HOME ?= $(GLOBOLATTE_HOME)/dagster_home
 LIVE_INTERVAL ?= 30
+SERVE_PORT ?= 8765
 PYTEST_ARGS ?=
 
 .PHONY: install dev demo test lint bench tools services clean
@@ -38,13 +39,16 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/globolatte simulate --if-empty
 	@echo "Dagster UI: http://127.0.0.1:3000  (simulator adds a day every $(LIVE_INTERVAL) s)"
+	@echo "Scoring endpoint: http://127.0.0.1:$(SERVE_PORT)/score once the first champion is registered"
 	@trap 'kill 0' EXIT INT TERM; \
 	  $(BIN)/globolatte simulate --live --interval $(LIVE_INTERVAL) & \
+	  $(BIN)/globolatte serve --wait --port $(SERVE_PORT) & \
 	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/globolatte simulate --if-empty --days 60 --customers 500
 	$(BIN)/globolatte run
+	$(BIN)/globolatte serve --port $(SERVE_PORT)
 
 test: install services tools
 	$(BIN)/pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)

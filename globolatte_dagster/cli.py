@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from globolatte_dagster.serving.cli import serve
 from globolatte_dagster.simulate.cli import simulate
 
 
@@ -15,6 +16,7 @@ def main() -> None:
 
 
 main.add_command(simulate)
+main.add_command(serve)
 
 
 @main.command()

@@ -101,12 +101,20 @@ class _Endpoints(_Ops):
             if traffic[colour] and (endpoint.name, colour) not in self.client.online_deployments.store:
                 raise HttpResponseError(f"traffic names deployment {colour}, which does not exist")
         stored = copy.deepcopy(endpoint)
-        stored._scoring_uri = f"https://{endpoint.name}.eastus2.inference.ml.azure.com/score"  # set by the service
+        stored._scoring_uri = (
+            f"https://{endpoint.name}.eastus2.inference.ml.azure.com/score"  # set by the service
+        )
         self.store[endpoint.name] = stored
         return Poller(copy.deepcopy(stored))
 
-    def invoke(self, endpoint_name: str, *, request_file: str | None = None, deployment_name: str | None = None,
-               **_: Any) -> str:
+    def invoke(
+        self,
+        endpoint_name: str,
+        *,
+        request_file: str | None = None,
+        deployment_name: str | None = None,
+        **_: Any,
+    ) -> str:
         self._record("invoke", str(deployment_name))
         deployment = self.client.online_deployments.store.get((endpoint_name, deployment_name))
         if deployment is None:
@@ -132,7 +140,7 @@ class _Deployments(_Ops):
     def begin_create_or_update(self, deployment: Any, **_: Any) -> Poller:
         self._record("begin_create_or_update", deployment.name)
         stored = copy.deepcopy(deployment)
-        stored.provisioning_state = self.client.deployment_state
+        stored._provisioning_state = self.client.deployment_state  # set by the service
         self.store[(deployment.endpoint_name, deployment.name)] = stored
         self.created.append(deployment)
         return Poller(copy.deepcopy(stored))
@@ -147,7 +155,11 @@ class _Deployments(_Ops):
         self._record("begin_delete", name)
         if (endpoint_name, name) not in self.store:
             raise ResourceNotFoundError(f"deployment {name} not found")
-        traffic = (self.client.online_endpoints.store.get(endpoint_name).traffic or {}) if endpoint_name in self.client.online_endpoints.store else {}
+        traffic = (
+            (self.client.online_endpoints.store.get(endpoint_name).traffic or {})
+            if endpoint_name in self.client.online_endpoints.store
+            else {}
+        )
         if traffic.get(name):
             raise HttpResponseError(f"cannot delete {name}: it takes {traffic[name]}% of the traffic")
         del self.store[(endpoint_name, name)]

@@ -73,8 +73,10 @@ def shuffled_labels(seed: int = 0) -> Iterator[None]:
         M.fit_estimator = original
 
 
-def train(query, region: str, last_day, params: M.TrainParams = PARAMS, shuffle: bool = False) -> M.PreferenceModel:
-    with threadpool_limits(limits=1), (shuffled_labels() if shuffle else contextlib.nullcontext()):
+def train(
+    query, region: str, last_day, params: M.TrainParams = PARAMS, shuffle: bool = False
+) -> M.PreferenceModel:
+    with threadpool_limits(limits=1), shuffled_labels() if shuffle else contextlib.nullcontext():
         return M.train_region(query, region, segments_for(query, region, last_day), params).model
 
 

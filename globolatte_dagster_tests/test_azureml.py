@@ -20,7 +20,11 @@ from globolatte_dagster.defs.ml.registry import registered_model
 from globolatte_dagster.defs.serving.assets import scoring_endpoint
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.resources import endpoint as E
-from globolatte_dagster.resources.registry import AzureMLModelRegistry, AzureMLRegistryOps, azure_registry_resources
+from globolatte_dagster.resources.registry import (
+    AzureMLModelRegistry,
+    AzureMLRegistryOps,
+    azure_registry_resources,
+)
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.recorded_mlclient import RecordedMLClient
 from globolatte_dagster_tests.serving_fixtures import trained_models
@@ -51,11 +55,19 @@ def champions(client: RecordedMLClient, case, tmp_path: Path, scratch: str = "sc
 
 
 # --------------------------------------------------------------------------------------------- registry
-def test_register_creates_a_model_with_metrics_and_lineage_and_moves_the_challenger_tag(client, case, tmp_path):
+def test_register_creates_a_model_with_metrics_and_lineage_and_moves_the_challenger_tag(
+    client, case, tmp_path
+):
     ops = AzureMLRegistryOps(client, tmp_path)
     model = case.fresh()["canada"]
-    first = ops.register("canada", model, model.metrics, {"dagster": {"run_id": "r1"}, "code": {"git_sha": "abc"}})
-    assert (first.version, first.model_version, first.uri) == ("1", "globolatte-canada:1", "azureml:globolatte-canada:1")
+    first = ops.register(
+        "canada", model, model.metrics, {"dagster": {"run_id": "r1"}, "code": {"git_sha": "abc"}}
+    )
+    assert (first.version, first.model_version, first.uri) == (
+        "1",
+        "globolatte-canada:1",
+        "azureml:globolatte-canada:1",
+    )
     assert client.calls == [
         ("models.list", "globolatte-canada"),
         ("models.create_or_update", "globolatte-canada", "1"),
@@ -66,7 +78,9 @@ def test_register_creates_a_model_with_metrics_and_lineage_and_moves_the_challen
     entity = client.models.store[("globolatte-canada", "1")]
     assert isinstance(entity, Model) and entity.type == "custom_model"
     assert entity.tags["challenger"] == "true" and entity.tags["region"] == "canada"
-    assert float(entity.tags["metric.hit_rate_at_3_model"]) == pytest.approx(model.metrics["hit_rate_at_3_model"])
+    assert float(entity.tags["metric.hit_rate_at_3_model"]) == pytest.approx(
+        model.metrics["hit_rate_at_3_model"]
+    )
     assert json.loads(entity.properties["lineage"])["dagster"]["run_id"] == "r1"
     assert ops.metrics("canada", "1")["holdout_days"] == model.metrics["holdout_days"]
 
@@ -169,7 +183,9 @@ def test_a_wrong_smoke_answer_rolls_back_before_any_traffic_moves(client, case, 
 
 
 def test_a_failing_invoke_rolls_back(client, case, tmp_path):
-    _second_deploy_failing(client, case, tmp_path, "online_endpoints.invoke:green", HttpResponseError("(500) boom"))
+    _second_deploy_failing(
+        client, case, tmp_path, "online_endpoints.invoke:green", HttpResponseError("(500) boom")
+    )
     assert client.ops()[-1] == ("online_deployments.begin_delete", "green")
     assert client.online_endpoints.store[NAME].traffic == {"blue": 100}
 
@@ -241,7 +257,7 @@ def test_the_same_assets_register_and_deploy_through_azure_resources(client, cas
     models = case.fresh()
 
     @dg.asset(key=["ml", "preference_model"], partitions_def=registered_model.partitions_def)
-    def preference_model(context: dg.AssetExecutionContext):
+    def preference_model(context):
         """Stand-in upstream: the already trained small model of the partition."""
         return models[context.partition_key]
 
@@ -251,10 +267,17 @@ def test_the_same_assets_register_and_deploy_through_azure_resources(client, cas
         "model_io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "artifacts")),
         "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "artifacts")),
     }
+    forced = {"ops": {"ml__registered_model": {"config": {"force_promotion": True}}}}  # tiny models: force
     for region in REGION_KEYS:
-        result = dg.materialize([preference_model, registered_model], partition_key=region, resources=resources)
+        result = dg.materialize(
+            [preference_model, registered_model], partition_key=region, resources=resources, run_config=forced
+        )
         assert result.success
-    deployed = dg.materialize([registered_model, scoring_endpoint], selection=[scoring_endpoint], resources=resources)
+    deployed = dg.materialize(
+        [preference_model, registered_model, scoring_endpoint],
+        selection=[scoring_endpoint],
+        resources=resources,
+    )
     meta = deployed.get_asset_materialization_events()[0].materialization.metadata
     assert meta["colour"].value == "blue" and meta["model"].value == "azureml:globolatte-champions:1"
     assert [c[0] for c in client.ops()] == [
@@ -266,24 +289,38 @@ def test_the_same_assets_register_and_deploy_through_azure_resources(client, cas
     ]
     for region in REGION_KEYS:
         tags = client.models.store[(f"globolatte-{region}", "1")].tags
-        assert tags["champion"] == "true" and tags["gate"] in ("promoted", "rejected", "forced")
+        assert tags["champion"] == "true" and tags["gate"] == "forced" and tags["challenger"] == "true"
+        assert (
+            json.loads(client.models.store[(f"globolatte-{region}", "1")].properties["lineage"])["region"]
+            == region
+        )
 
 
 # ------------------------------------------------------------------------------------------------- YAML
 def test_the_azureml_yaml_loads_with_the_sdk_and_matches_what_the_asset_builds():
     endpoint = load_online_endpoint(ROOT / "deploy" / "azureml" / "endpoint.yml")
     deployment = load_online_deployment(ROOT / "deploy" / "azureml" / "deployment.yml")
-    assert isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.name == NAME and endpoint.auth_mode == "key"
+    assert (
+        isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.name == NAME and endpoint.auth_mode == "key"
+    )
     assert isinstance(deployment, ManagedOnlineDeployment)
     assert deployment.name in ("blue", "green") and deployment.endpoint_name == NAME
-    assert deployment.model == "azureml:globolatte-champions:1"
+    assert deployment.model == "globolatte-champions:1"  # the loader drops the azureml: prefix
     built = E.deployment_entity("blue", NAME, "azureml:globolatte-champions:1", "Standard_DS3_v2", 2)
     assert deployment.code_configuration.scoring_script == built.code_configuration.scoring_script
-    assert Path(deployment.code_configuration.code).resolve() == Path(built.code_configuration.code).resolve()
+    yml_dir = ROOT / "deploy" / "azureml"
+    assert (yml_dir / deployment.code_configuration.code).resolve() == Path(
+        built.code_configuration.code
+    ).resolve()
     assert deployment.environment.image == built.environment.image
-    assert (deployment.instance_type, deployment.instance_count) == (built.instance_type, built.instance_count)
+    assert (deployment.instance_type, deployment.instance_count) == (
+        built.instance_type,
+        built.instance_count,
+    )
     conda = yaml.safe_load((ROOT / "deploy" / "azureml" / "conda.yml").read_text())
     assert conda == E.SERVING_CONDA
     built_endpoint = E.endpoint_entity(NAME)
     assert (built_endpoint.auth_mode, built_endpoint.public_network_access) == (
-        endpoint.auth_mode, endpoint.public_network_access)
+        endpoint.auth_mode,
+        endpoint.public_network_access,
+    )

@@ -21,7 +21,13 @@ import pytest
 
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.lib.registry import LocalRegistryStore
-from globolatte_dagster.serving.local_endpoint import DeploymentFailed, LocalDeployer, ScoringProxy, free_port, pid_alive
+from globolatte_dagster.serving.local_endpoint import (
+    DeploymentFailed,
+    LocalDeployer,
+    ScoringProxy,
+    free_port,
+    pid_alive,
+)
 from globolatte_dagster_tests.serving_fixtures import champions_bundle, trained_models
 
 FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "cold_start"}
@@ -34,7 +40,14 @@ def endpoint(tmp_path_factory):
     bundle, versions, store = champions_bundle(case, root)
     deployer = LocalDeployer(root / "endpoint", drain_seconds=0.5)
     record = deployer.deploy(bundle, versions, log=lambda _m: None)
-    yield {"case": case, "root": root, "store": store, "deployer": deployer, "versions": versions, "record": record}
+    yield {
+        "case": case,
+        "root": root,
+        "store": store,
+        "deployer": deployer,
+        "versions": versions,
+        "record": record,
+    }
     deployer.stop()
 
 
@@ -108,7 +121,9 @@ def test_bad_inputs_get_4xx_and_the_server_keeps_serving(endpoint):
 
 def test_unknown_customer_gets_cold_start_picks(endpoint):
     case, url = endpoint["case"], endpoint["deployer"].record()["url"]
-    r = httpx.post(f"{url}/score", json={"region": "canada", "customer_id": "ZZ-NEW", "date": for_date(case), "k": 3})
+    r = httpx.post(
+        f"{url}/score", json={"region": "canada", "customer_id": "ZZ-NEW", "date": for_date(case), "k": 3}
+    )
     body = r.json()
     assert r.status_code == 200 and body["cold_start"] is True
     assert len(body["recommendations"]) == 3
@@ -120,14 +135,18 @@ def test_endpoint_answers_equal_the_batch_recommendations(endpoint):
     case, url = endpoint["case"], endpoint["deployer"].record()["url"]
     reqs = mixed_requests(case, 90)
     served = httpx.post(f"{url}/score", json={"requests": reqs}, timeout=60).json()["responses"]
-    champions = {r: endpoint["store"].load(r, endpoint["store"].get_alias(r, "champion")) for r in REGION_KEYS}
+    champions = {
+        r: endpoint["store"].load(r, endpoint["store"].get_alias(r, "champion")) for r in REGION_KEYS
+    }
     from globolatte_dagster.lib.model import recommend
 
     batch = json.loads(json.dumps(recommend(champions, reqs)))
     assert served == batch
 
 
-def _client_loop(url: str, reqs: list[dict], stop: threading.Event, stats: dict, lock: threading.Lock) -> None:
+def _client_loop(
+    url: str, reqs: list[dict], stop: threading.Event, stats: dict, lock: threading.Lock
+) -> None:
     i = 0
     with httpx.Client(timeout=30) as client:
         while not stop.is_set():
@@ -153,17 +172,25 @@ def test_redeploy_while_clients_send_requests_loses_none(endpoint):
     # A newer champion for every region, so answers show which colour served them.
     store: LocalRegistryStore = endpoint["store"]
     for region in REGION_KEYS:
-        version = store.register(region, case.fresh()[region], case.models[region].metrics, {"test": True}).version
+        version = store.register(
+            region, case.fresh()[region], case.models[region].metrics, {"test": True}
+        ).version
         store.set_alias(region, "champion", version)
     bundle = root / "bundle-2"
     new_versions = store.export_champions(bundle, REGION_KEYS)
     assert new_versions != before["model_versions"]
 
     reqs = mixed_requests(case, 30)
-    stats, lock, stop = {"sent": 0, "errors": 0, "versions": set(), "failures": []}, threading.Lock(), threading.Event()
+    stats, lock, stop = (
+        {"sent": 0, "errors": 0, "versions": set(), "failures": []},
+        threading.Lock(),
+        threading.Event(),
+    )
     proxy = ScoringProxy(free_port(), deployer.record_path)
     with proxy.running():
-        clients = [threading.Thread(target=_client_loop, args=(proxy.url, reqs, stop, stats, lock)) for _ in range(3)]
+        clients = [
+            threading.Thread(target=_client_loop, args=(proxy.url, reqs, stop, stats, lock)) for _ in range(3)
+        ]
         for t in clients:
             t.start()
         time.sleep(1.0)
@@ -174,7 +201,9 @@ def test_redeploy_while_clients_send_requests_loses_none(endpoint):
         stop.set()
         for t in clients:
             t.join()
-    print(f"redeploy under load: {stats['sent']} requests, {stats['errors']} errors, deploy took {switch_seconds:.1f}s")
+    print(
+        f"redeploy under load: {stats['sent']} requests, {stats['errors']} errors, deploy took {switch_seconds:.1f}s"
+    )
     assert stats["errors"] == 0, stats["failures"][:5]
     assert stats["sent"] > 50
     assert result["colour"] == "green" and result["previous"]["colour"] == "blue"
@@ -218,18 +247,28 @@ def test_globolatte_serve_serves_until_interrupted(endpoint, tmp_path: Path):
     port = free_port()
     env = {**os.environ, "GLOBOLATTE_HOME": str(home)}
     code = "from globolatte_dagster.serving.cli import serve; serve()"
-    proc = subprocess.Popen([sys.executable, "-c", code, "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, answer = time.monotonic() + 90, None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                answer = httpx.post(f"http://127.0.0.1:{port}/score",
-                                    json={**GOOD, "date": for_date(endpoint["case"])}, timeout=10)
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/score",
+                    json={**GOOD, "date": for_date(endpoint["case"])},
+                    timeout=10,
+                )
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
-        assert answer is not None and answer.status_code == 200, proc.stdout.read() if proc.poll() is not None else ""
+        assert answer is not None and answer.status_code == 200, (
+            proc.stdout.read() if proc.poll() is not None else ""
+        )
         assert answer.json()["model_version"] == "globolatte-america:1"
         record = json.loads((home / "endpoint" / "endpoint.json").read_text())
         proc.send_signal(signal.SIGINT)

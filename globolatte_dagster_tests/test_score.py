@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -34,13 +35,15 @@ def served(tmp_path_factory):
 
 def call(body, method: str = "POST"):
     data = body if isinstance(body, bytes | str) else json.dumps(body)
-    request = EnvironBuilder(method=method, path="/score", data=data, content_type="application/json").get_request()
+    request = EnvironBuilder(
+        method=method, path="/score", data=data, content_type="application/json"
+    ).get_request()
     response = score.run(request)
     return response.status_code, json.loads(response.get_data())
 
 
 def day_after(case) -> str:
-    return (case.case.last_day.fromordinal(case.case.last_day.toordinal() + 1)).isoformat()
+    return (case.case.last_day + timedelta(days=1)).isoformat()
 
 
 def test_init_loads_every_regions_champion_and_get_names_the_versions(served):
@@ -79,7 +82,9 @@ def test_batch_keeps_request_order_across_regions_and_names_each_regions_version
     status, body = call({"requests": reqs})
     assert status == 200
     answers = body["responses"]
-    assert [(a["region"], a["customer_id"]) for a in answers] == [(r["region"], r["customer_id"]) for r in reqs]
+    assert [(a["region"], a["customer_id"]) for a in answers] == [
+        (r["region"], r["customer_id"]) for r in reqs
+    ]
     assert [len(a["recommendations"]) for a in answers] == [r["k"] for r in reqs]
     assert all(a["model_version"] == versions[a["region"]] for a in answers)
     assert body["model_versions"] == versions
@@ -154,6 +159,15 @@ def test_score_py_imports_no_dagster():
     source = Path(score.__file__).read_text()
     assert "import dagster" not in source and "from dagster" not in source
     imported = [line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))]
-    allowed = ("__future__", "json", "logging", "os", "sys", "pathlib", "typing", "azureml_inference_server_http",
-               "globolatte_dagster.lib")
+    allowed = (
+        "__future__",
+        "json",
+        "logging",
+        "os",
+        "sys",
+        "pathlib",
+        "typing",
+        "azureml_inference_server_http",
+        "globolatte_dagster.lib",
+    )
     assert all(name.startswith(allowed) for name in imported), imported

@@ -22,7 +22,9 @@ from dagster_azure.blob import (
 )
 from dagster_snowflake import SnowflakeResource
 
+from globolatte_dagster.resources.artifacts import BlobPickleIOManager
 from globolatte_dagster.resources.blob_landing import BlobLandingZone
+from globolatte_dagster.resources.registry import azure_registry_resources
 from globolatte_dagster.resources.secrets import HashKey
 from globolatte_dagster.resources.snowflake import SnowflakeWarehouse, WarehouseSnowflakeIOManager
 
@@ -34,8 +36,11 @@ def _is_set(name: str) -> bool:
     return bool(os.environ.get(name))
 
 
-def blob_landing_zone() -> BlobLandingZone:
-    container = os.environ.get("AZURE_STORAGE_CONTAINER") or DEFAULT_CONTAINER
+ARTIFACTS_CONTAINER = "dagster-artifacts"
+
+
+def blob_landing_zone(container: str | None = None) -> BlobLandingZone:
+    container = container or os.environ.get("AZURE_STORAGE_CONTAINER") or DEFAULT_CONTAINER
     if _is_set("AZURE_STORAGE_CONNECTION_STRING"):
         return BlobLandingZone(
             container=container, connection_string=dg.EnvVar("AZURE_STORAGE_CONNECTION_STRING")
@@ -73,4 +78,7 @@ def azure_resources() -> dict:
         "warehouse": SnowflakeWarehouse(snowflake=SnowflakeResource(paramstyle="qmark", **config)),
         "warehouse_io_manager": WarehouseSnowflakeIOManager(**config),
         "hash_key": HashKey(key=dg.EnvVar("GLOBOLATTE_HASH_KEY")),
+        # trained models between assets, in the same storage account as the landing zone
+        "model_io_manager": BlobPickleIOManager(store=blob_landing_zone(ARTIFACTS_CONTAINER)),
+        **azure_registry_resources(),
     }

@@ -108,7 +108,9 @@ def endpoint_entity(name: str) -> Any:
     )
 
 
-def deployment_entity(colour: str, endpoint_name: str, model_ref: str, instance_type: str, instance_count: int) -> Any:
+def deployment_entity(
+    colour: str, endpoint_name: str, model_ref: str, instance_type: str, instance_count: int
+) -> Any:
     from azure.ai.ml.entities import (
         CodeConfiguration,
         Environment,
@@ -138,8 +140,15 @@ def deployment_entity(colour: str, endpoint_name: str, model_ref: str, instance_
 class AzureMLDeployer:
     """Blue/green on a managed online endpoint, over an `MLClient` (real, or the tests' recorded double)."""
 
-    def __init__(self, ml_client: Any, endpoint_name: str = DEFAULT_ENDPOINT_NAME, instance_type: str = "Standard_DS3_v2",
-                 instance_count: int = 2, canary_percent: int = 10, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        ml_client: Any,
+        endpoint_name: str = DEFAULT_ENDPOINT_NAME,
+        instance_type: str = "Standard_DS3_v2",
+        instance_count: int = 2,
+        canary_percent: int = 10,
+        log: Callable[[str], None] = print,
+    ) -> None:
         if not 0 < canary_percent < 100:
             raise ValueError(f"canary_percent must be between 1 and 99, not {canary_percent}")
         self.ml = ml_client
@@ -189,7 +198,9 @@ class AzureMLDeployer:
 
     def deploy(self, bundle: ChampionBundle) -> dict[str, Any]:
         if not bundle.model_ref:
-            raise ValueError("the champions bundle is not registered in Azure ML (no model_ref): nothing to deploy")
+            raise ValueError(
+                "the champions bundle is not registered in Azure ML (no model_ref): nothing to deploy"
+            )
         endpoint, created = self._endpoint()
         traffic = {k: int(v) for k, v in (endpoint.traffic or {}).items() if int(v) > 0}
         live = max(traffic, key=traffic.get) if traffic else None
@@ -198,14 +209,18 @@ class AzureMLDeployer:
         stage = "create deployment"
         try:
             self.ml.online_deployments.begin_create_or_update(
-                deployment_entity(colour, self.name, bundle.model_ref, self.instance_type, self.instance_count)
+                deployment_entity(
+                    colour, self.name, bundle.model_ref, self.instance_type, self.instance_count
+                )
             ).result()
             stage = "smoke test"
             smoke_requests_sent = self.smoke(colour, bundle)
             stage = "shift traffic"
             if live:
                 endpoint = self._set_traffic(endpoint, {live: 100 - self.canary, colour: self.canary})
-                state = self.ml.online_deployments.get(name=colour, endpoint_name=self.name).provisioning_state
+                state = self.ml.online_deployments.get(
+                    name=colour, endpoint_name=self.name
+                ).provisioning_state
                 if str(state).lower() != "succeeded":
                     raise RuntimeError(f"{colour} is {state} after taking {self.canary}% of the traffic")
                 endpoint = self._set_traffic(endpoint, {live: 0, colour: 100})
@@ -255,9 +270,17 @@ class AzureMLScoringEndpoint(ScoringEndpoint):
         from azure.ai.ml import MLClient
         from azure.identity import DefaultAzureCredential
 
-        return MLClient(DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name)
+        return MLClient(
+            DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name
+        )
 
     def deploy(self, bundle: ChampionBundle, log: Callable[[str], None] = print) -> dict[str, Any]:
-        deployer = AzureMLDeployer(self.ml_client(), self.endpoint_name, self.instance_type, self.instance_count,
-                                   self.canary_percent, log)
+        deployer = AzureMLDeployer(
+            self.ml_client(),
+            self.endpoint_name,
+            self.instance_type,
+            self.instance_count,
+            self.canary_percent,
+            log,
+        )
         return deployer.deploy(bundle)

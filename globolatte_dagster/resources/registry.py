@@ -157,7 +157,11 @@ class AzureMLRegistryOps:
             joblib.dump(model, folder / ARTEFACT)
             write_json_atomic(folder / METRICS, metrics)
             write_json_atomic(folder / LINEAGE, lineage)
-            scalars = {f"metric.{k}": _tag(v) for k, v in to_jsonable(metrics).items() if not isinstance(v, list | dict)}
+            scalars = {
+                f"metric.{k}": _tag(v)
+                for k, v in to_jsonable(metrics).items()
+                if not isinstance(v, list | dict)
+            }
             entity = Model(
                 name=name,
                 version=version,
@@ -175,7 +179,9 @@ class AzureMLRegistryOps:
             )
             created = self.ml.models.create_or_update(entity)
         self.set_alias(region, "challenger", str(created.version))
-        return RegisteredVersion(region, str(created.version), model.model_version, f"azureml:{name}:{created.version}")
+        return RegisteredVersion(
+            region, str(created.version), model.model_version, f"azureml:{name}:{created.version}"
+        )
 
     def get_alias(self, region: str, alias: str) -> str | None:
         holders = [m for m in self._versions(model_name(region)) if (m.tags or {}).get(alias) == "true"]
@@ -217,8 +223,14 @@ class AzureMLRegistryOps:
 
     def record_decision(self, region: str, version: str, decision: dict) -> None:
         model = self.ml.models.get(name=model_name(region), version=version)
-        outcome = "forced" if decision.get("forced") else ("promoted" if decision.get("promote") else "rejected")
-        model.tags = {**(model.tags or {}), "gate": outcome, "gate_reasons": _tag("; ".join(decision.get("reasons", [])))}
+        outcome = (
+            "forced" if decision.get("forced") else ("promoted" if decision.get("promote") else "rejected")
+        )
+        model.tags = {
+            **(model.tags or {}),
+            "gate": outcome,
+            "gate_reasons": _tag("; ".join(decision.get("reasons", []))),
+        }
         self.ml.models.create_or_update(model)
 
     def champion_bundle(self, dest: str | Path, regions: Iterable[str] = REGION_KEYS) -> ChampionBundle:
@@ -231,7 +243,10 @@ class AzureMLRegistryOps:
             for region in regions:
                 version = self.get_alias(region, "champion")
                 if version is not None:
-                    sources[region] = (self.download(region, version, Path(tmp) / region), model_version_id(region, version))
+                    sources[region] = (
+                        self.download(region, version, Path(tmp) / region),
+                        model_version_id(region, version),
+                    )
             if not sources:
                 return ChampionBundle(dest, {})
             versions = export_bundle(dest, sources)
@@ -260,7 +275,9 @@ class AzureMLModelRegistry(ModelRegistry):
         from azure.ai.ml import MLClient
         from azure.identity import DefaultAzureCredential
 
-        return MLClient(DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name)
+        return MLClient(
+            DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name
+        )
 
     @property
     def ops(self) -> AzureMLRegistryOps:
@@ -309,5 +326,7 @@ def azure_registry_resources() -> dict:
     scratch = str(settings.home() / "scratch")
     return {
         "registry": AzureMLModelRegistry(**workspace, scratch_dir=scratch),
-        "endpoint": AzureMLScoringEndpoint(**workspace, endpoint_name=os.environ.get("AZUREML_ENDPOINT_NAME") or DEFAULT_ENDPOINT_NAME),
+        "endpoint": AzureMLScoringEndpoint(
+            **workspace, endpoint_name=os.environ.get("AZUREML_ENDPOINT_NAME") or DEFAULT_ENDPOINT_NAME
+        ),
     }

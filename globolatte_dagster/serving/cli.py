@@ -7,8 +7,11 @@ meanwhile by `serving/scoring_endpoint` (e.g. from `dagster dev`) are followed w
 
 from __future__ import annotations
 
+import shutil
+import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -18,7 +21,8 @@ import click
 @click.option("--port", default=8765, show_default=True, help="port of http://127.0.0.1:PORT/score")
 @click.option("--redeploy", is_flag=True, help="deploy the champions to a new colour even if one is live")
 @click.option("--verbose", is_flag=True, help="log every proxied request")
-def serve(port: int, redeploy: bool, verbose: bool) -> None:
+@click.option("--wait", is_flag=True, help="wait for a first champion instead of failing (used by `make dev`)")
+def serve(port: int, redeploy: bool, verbose: bool, wait: bool) -> None:
     """Serve every region's champion at http://127.0.0.1:PORT/score until interrupted."""
     from globolatte_dagster import settings
     from globolatte_dagster.resources import local_resources
@@ -30,6 +34,12 @@ def serve(port: int, redeploy: bool, verbose: bool) -> None:
     click.echo(f"GLOBOLATTE_HOME={settings.home()}")
     with tempfile.TemporaryDirectory(prefix="globolatte-champions-") as tmp:
         bundle = registry.champion_bundle(Path(tmp) / "champions")
+        if not bundle.versions and wait:
+            click.echo("waiting for a first champion in the registry (the Dagster automation trains one)")
+        while not bundle.versions and wait:
+            time.sleep(15)
+            shutil.rmtree(Path(tmp) / "champions", ignore_errors=True)
+            bundle = registry.champion_bundle(Path(tmp) / "champions")
         if not bundle.versions:
             raise click.ClickException("no champion model in the registry yet: run `globolatte run` first")
         live = deployer.live_record()
@@ -45,14 +55,17 @@ def serve(port: int, redeploy: bool, verbose: bool) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc}") from exc
     stop = threading.Event()
+    for sig in (
+        signal.SIGINT,
+        signal.SIGTERM,
+    ):  # also when started in the background, where SIGINT is ignored
+        signal.signal(sig, lambda *_: stop.set())
     click.echo(f"serving {live['model_versions']}")
     click.echo(f"POST {proxy.url}/score   (Ctrl-C to stop)")
     try:
         with proxy.running():
             while not stop.wait(2.0):
                 deployer.reap()
-    except KeyboardInterrupt:
-        pass
     finally:
         stopped = deployer.stop()
         click.echo(f"stopped {stopped['colour'] if stopped else 'nothing'}")

@@ -115,13 +115,31 @@ def start_server(deployment: Path, port: int, workers: int = 1) -> subprocess.Po
     """Start azmlinfsrv for `deployment` (code/, model/) on 127.0.0.1:`port`, in its own process group."""
     code = deployment / "code"
     entry = code / "globolatte_dagster" / "serving" / "score.py"
-    env = {k: v for k, v in os.environ.items() if k not in ("AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "PYTHONPATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "PYTHONPATH")
+    }
     env.update({"AML_APP_ROOT": str(code), "WORKER_TIMEOUT": "60", "PYTHONUNBUFFERED": "1"})
-    args = [sys.executable, "-c", _LAUNCHER, HOST, "--entry_script", str(entry), "--model_dir", str(deployment / "model"),
-            "--port", str(port), "--worker_count", str(workers)]
+    args = [
+        sys.executable,
+        "-c",
+        _LAUNCHER,
+        HOST,
+        "--entry_script",
+        str(entry),
+        "--model_dir",
+        str(deployment / "model"),
+        "--port",
+        str(port),
+        "--worker_count",
+        str(workers),
+    ]
     log = (deployment / "server.log").open("ab")
     try:
-        return subprocess.Popen(args, cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            args, cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     finally:
         log.close()
 
@@ -168,15 +186,23 @@ def smoke_test(url: str, models: dict[str, Any], versions: dict[str, str]) -> di
             raise SmokeTestFailed(f"an unknown region answered {bad.status_code}, not 400: {bad.text[:300]}")
         alive = client.get(f"{url}/score")
         if alive.status_code != 200 or alive.json().get("model_versions") != versions:
-            raise SmokeTestFailed(f"after a bad request the server answered {alive.status_code}: {alive.text[:300]}")
+            raise SmokeTestFailed(
+                f"after a bad request the server answered {alive.status_code}: {alive.text[:300]}"
+            )
     return {"requests": len(requests) + 3, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 class LocalDeployer:
     """Blue/green deployments of a champions bundle under `root` (see the module docstring)."""
 
-    def __init__(self, root: str | Path, ready_timeout: float = 90.0, drain_seconds: float = 1.0,
-                 workers: int = 1, keep: int = 4) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        ready_timeout: float = 90.0,
+        drain_seconds: float = 1.0,
+        workers: int = 1,
+        keep: int = 4,
+    ) -> None:
         self.root = Path(root)
         self.ready_timeout = ready_timeout
         self.drain_seconds = drain_seconds
@@ -210,15 +236,20 @@ class LocalDeployer:
         with (self.root / "history.jsonl").open("a") as f:
             f.write(json.dumps(entry) + "\n")
 
-    def deploy(self, bundle: str | Path, versions: dict[str, str], log: Callable[[str], None] = print) -> dict[str, Any]:
+    def deploy(
+        self, bundle: str | Path, versions: dict[str, str], log: Callable[[str], None] = print
+    ) -> dict[str, Any]:
         """Deploy `bundle` to the idle colour, smoke-test it, switch the record, stop the old colour."""
         with self._lock():
             old = self.live_record()
             colour = "green" if old and old.get("colour") == "blue" else "blue"
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
             deployment = self.root / "deployments" / f"{colour}-{stamp}"
-            shutil.copytree(PACKAGE_DIR, deployment / "code" / PACKAGE_DIR.name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                PACKAGE_DIR,
+                deployment / "code" / PACKAGE_DIR.name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
             shutil.copytree(bundle, deployment / "model")
             port = free_port()
             url = f"http://{HOST}:{port}"
@@ -232,8 +263,16 @@ class LocalDeployer:
             except (DeploymentFailed, SmokeTestFailed, httpx.HTTPError, ValueError) as exc:
                 stop_server(proc.pid, proc=proc)
                 reason = f"{type(exc).__name__}: {exc}"
-                self._history({"at": now(), "colour": colour, "status": "failed", "reason": reason,
-                               "model_versions": versions, "kept": old and old.get("colour")})
+                self._history(
+                    {
+                        "at": now(),
+                        "colour": colour,
+                        "status": "failed",
+                        "reason": reason,
+                        "model_versions": versions,
+                        "kept": old and old.get("colour"),
+                    }
+                )
                 raise DeploymentFailed(
                     f"{colour} failed its checks and was stopped; "
                     f"{'the ' + old['colour'] + ' deployment keeps serving' if old else 'nothing was serving'}: {reason}"
@@ -247,16 +286,28 @@ class LocalDeployer:
                 "model_versions": versions,
                 "deployment_dir": str(deployment),
                 "deployed_at": now(),
-                "previous": {k: old.get(k) for k in ("colour", "url", "pid", "model_versions")} if old else None,
+                "previous": {k: old.get(k) for k in ("colour", "url", "pid", "model_versions")}
+                if old
+                else None,
             }
             write_json_atomic(self.record_path, record)  # the switch: the proxy follows this file
             log(f"switched the endpoint to {colour} ({url})")
             if old:
-                time.sleep(self.drain_seconds)  # requests routed just before the switch finish on the old colour
+                time.sleep(
+                    self.drain_seconds
+                )  # requests routed just before the switch finish on the old colour
                 stop_server(old.get("pid"), proc=self._procs.pop(old.get("pid"), None))
                 log(f"stopped {old['colour']} (pid {old.get('pid')})")
-            self._history({"at": now(), "colour": colour, "status": "switched", "url": url,
-                           "model_versions": versions, "previous": old and old.get("colour")})
+            self._history(
+                {
+                    "at": now(),
+                    "colour": colour,
+                    "status": "switched",
+                    "url": url,
+                    "model_versions": versions,
+                    "previous": old and old.get("colour"),
+                }
+            )
             self._prune(keep={deployment})
             return {**record, "startup_seconds": round(startup, 3), "smoke": smoke}
 
@@ -278,7 +329,9 @@ class LocalDeployer:
 
     def _prune(self, keep: set[Path]) -> None:
         folder = self.root / "deployments"
-        old = sorted((p for p in folder.iterdir() if p.is_dir() and p not in keep), key=lambda p: p.stat().st_mtime)
+        old = sorted(
+            (p for p in folder.iterdir() if p.is_dir() and p not in keep), key=lambda p: p.stat().st_mtime
+        )
         for path in old[: max(len(old) - (self.keep - 1), 0)]:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -321,8 +374,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._forward()
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -339,16 +397,26 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         for attempt in range(self.server.retries):
             record = self.server.watcher.current()
             if record is None:
-                self._send(503, json.dumps({"message": "no deployment is serving: run `globolatte serve`"}).encode())
+                self._send(
+                    503, json.dumps({"message": "no deployment is serving: run `globolatte serve`"}).encode()
+                )
                 return
             try:
-                r = self.server.client.request(self.command, record["url"] + self.path, content=body, headers=headers)
-            except httpx.TransportError as exc:  # the colour went away between reading the record and the call
+                r = self.server.client.request(
+                    self.command, record["url"] + self.path, content=body, headers=headers
+                )
+            except (
+                httpx.TransportError
+            ) as exc:  # the colour went away between reading the record and the call
                 error = f"{type(exc).__name__}: {exc}"
                 time.sleep(min(0.05 * (attempt + 1), 0.5))
                 continue
-            self._send(r.status_code, r.content, r.headers.get("content-type", "application/json"),
-                       {"x-globolatte-colour": str(record.get("colour"))})
+            self._send(
+                r.status_code,
+                r.content,
+                r.headers.get("content-type", "application/json"),
+                {"x-globolatte-colour": str(record.get("colour"))},
+            )
             return
         self._send(502, json.dumps({"message": f"the deployment did not answer: {error}"}).encode())
 
@@ -361,7 +429,9 @@ class ScoringProxy(ThreadingHTTPServer):
 
     def __init__(self, port: int, record_path: str | Path, retries: int = 20, verbose: bool = False) -> None:
         self.watcher = RecordWatcher(Path(record_path))
-        self.client = httpx.Client(timeout=60.0, limits=httpx.Limits(max_connections=64, max_keepalive_connections=0))
+        self.client = httpx.Client(
+            timeout=60.0, limits=httpx.Limits(max_connections=64, max_keepalive_connections=0)
+        )
         self.retries = retries
         self.verbose = verbose
         super().__init__((HOST, port), _ProxyHandler)

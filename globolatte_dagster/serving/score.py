@@ -49,7 +49,11 @@ class ScoringError(ValueError):
 def find_bundle(model_dir: str | Path) -> Path:
     """The folder holding `<region>/model.joblib` inside `model_dir` (itself, or one or two levels down)."""
     root = Path(model_dir)
-    candidates = [root, *sorted(p for p in root.glob("*") if p.is_dir()), *sorted(p for p in root.glob("*/*") if p.is_dir())]
+    candidates = [
+        root,
+        *sorted(p for p in root.glob("*") if p.is_dir()),
+        *sorted(p for p in root.glob("*/*") if p.is_dir()),
+    ]
     for folder in candidates:
         if (folder / MANIFEST).exists() or any((folder / r / ARTEFACT).exists() for r in REGION_KEYS):
             return folder

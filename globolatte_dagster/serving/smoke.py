@@ -38,7 +38,9 @@ def smoke_requests(models: dict[str, Any]) -> list[dict[str, Any]]:
         customers = [str(c) for c in model.snapshot.customer_ids]
         if customers:
             out.append({"region": region, "customer_id": customers[0], "date": day, "k": 3})
-        out.append({"region": region, "customer_id": UNKNOWN_CUSTOMER, "date": day, "k": 2, "temp_max_c": 31.0})
+        out.append(
+            {"region": region, "customer_id": UNKNOWN_CUSTOMER, "date": day, "k": 2, "temp_max_c": 31.0}
+        )
     return out
 
 
@@ -66,14 +68,20 @@ def check_answers(
         if missing:
             raise SmokeTestFailed(f"answer {i} lacks {missing}")
         if ans["region"] != req["region"] or ans["customer_id"] != req["customer_id"]:
-            raise SmokeTestFailed(f"answer {i} is for {ans['region']}/{ans['customer_id']}, not {req['region']}/{req['customer_id']}")
+            raise SmokeTestFailed(
+                f"answer {i} is for {ans['region']}/{ans['customer_id']}, not {req['region']}/{req['customer_id']}"
+            )
         if ans["model_version"] != versions.get(req["region"]):
             raise SmokeTestFailed(
                 f"answer {i} names model {ans['model_version']}, expected {versions.get(req['region'])}"
             )
         if len(ans["recommendations"]) != req.get("k", 3):
-            raise SmokeTestFailed(f"answer {i} has {len(ans['recommendations'])} recommendations, k={req.get('k', 3)}")
+            raise SmokeTestFailed(
+                f"answer {i} has {len(ans['recommendations'])} recommendations, k={req.get('k', 3)}"
+            )
         if req["customer_id"] == UNKNOWN_CUSTOMER and ans["cold_start"] is not True:
             raise SmokeTestFailed(f"answer {i}: an unknown customer must be answered as cold start")
         if expected is not None and ans != expected[i]:
-            raise SmokeTestFailed(f"answer {i} differs from the champion's own answer: {ans} != {expected[i]}")
+            raise SmokeTestFailed(
+                f"answer {i} differs from the champion's own answer: {ans} != {expected[i]}"
+            )

@@ -25,6 +25,13 @@ resource "azurerm_role_assignment" "user_code_landing_reader" {
   principal_id         = azurerm_user_assigned_identity.dagster_user_code.principal_id
 }
 
+# Runs read and write the model artefacts passed between assets, in their own container only.
+resource "azurerm_role_assignment" "user_code_artifacts" {
+  scope                = azurerm_storage_container.artifacts.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.dagster_user_code.principal_id
+}
+
 # Run pods write their stdout/stderr to the compute-log container (AzureBlobComputeLogManager).
 resource "azurerm_role_assignment" "user_code_compute_logs" {
   scope                = azurerm_storage_container.compute_logs.id

@@ -55,6 +55,13 @@ resource "azurerm_storage_container" "landing" {
   container_access_type = "private"
 }
 
+# Trained models passed between assets (the azure model_io_manager, BlobPickleIOManager).
+resource "azurerm_storage_container" "artifacts" {
+  name                  = "dagster-artifacts"
+  storage_account_id    = azurerm_storage_account.data.id
+  container_access_type = "private"
+}
+
 resource "azurerm_storage_container" "compute_logs" {
   name                  = var.compute_log_container_name
   storage_account_id    = azurerm_storage_account.data.id

@@ -39,7 +39,8 @@ class RecommendationsConfig(dg.Config):
 @dg.asset(
     key=RECOMMENDATIONS.key,
     partitions_def=region_partitions,
-    ins={"model": dg.AssetIn(key=["ml", "preference_model"])},
+    # the champion after the gate, never a rejected challenger
+    ins={"model": dg.AssetIn(key=["ml", "registered_model"])},
     metadata={"partition_expr": "region"},
     io_manager_key="warehouse_io_manager",
     kinds={"scikitlearn", "pandas", "duckdb", "snowflake"},

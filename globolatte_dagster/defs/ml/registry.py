@@ -44,21 +44,31 @@ def _sales_rows(warehouse: Warehouse, region: str, last_day: str | None) -> dict
     )
     row = warehouse.query(sql, [region, last_day or "9999-12-31"]).iloc[0]
     row.index = [str(c).lower() for c in row.index]
-    return {"raw_sales_rows": int(row["n"]), "raw_sales_days": int(row["days"]),
-            "raw_sales_first_day": str(row["first_day"])[:10], "raw_sales_last_day": str(row["last_day"])[:10]}
+    return {
+        "raw_sales_rows": int(row["n"]),
+        "raw_sales_days": int(row["days"]),
+        "raw_sales_first_day": str(row["first_day"])[:10],
+        "raw_sales_last_day": str(row["last_day"])[:10],
+    }
 
 
-def _champion_metrics(registry: ModelRegistry, warehouse: Warehouse, region: str, version: str | None,
-                      challenger: dict) -> tuple[dict | None, str]:
+def _champion_metrics(
+    registry: ModelRegistry, warehouse: Warehouse, region: str, version: str | None, challenger: dict
+) -> tuple[dict | None, str]:
     """The champion's figures on the challenger's hold-out window, and how they were obtained."""
     if version is None:
         return None, "no champion yet"
     recorded = registry.metrics(region, version)
     if R.same_window(challenger, recorded):
         return recorded, "recorded metrics of both on the same hold-out window"
-    rescored = R.rescore_on_window(registry.load(region, version), warehouse.query, challenger["holdout_days"])
+    rescored = R.rescore_on_window(
+        registry.load(region, version), warehouse.query, challenger["holdout_days"]
+    )
     seen = rescored["days_seen_in_training"]
-    return rescored, f"champion rescored on the challenger's hold-out window ({seen} of its days were in the champion's training data)"
+    return (
+        rescored,
+        f"champion rescored on the challenger's hold-out window ({seen} of its days were in the champion's training data)",
+    )
 
 
 @dg.asset(
@@ -90,13 +100,23 @@ def registered_model(
     model = preference_model
     metrics = R.to_jsonable(dict(model.metrics))
     last_day = model.as_of.isoformat() if getattr(model, "as_of", None) else None
-    lineage = R.lineage_record(model, run_id=context.run_id, upstream=_upstream(context, region),
-                               data_rows=_sales_rows(warehouse, region, last_day))
+    lineage = R.lineage_record(
+        model,
+        run_id=context.run_id,
+        upstream=_upstream(context, region),
+        data_rows=_sales_rows(warehouse, region, last_day),
+    )
     champion = registry.get_alias(region, "champion")
     registered = registry.register(region, model, metrics, lineage)
     champion_metrics, comparison = _champion_metrics(registry, warehouse, region, champion, metrics)
-    decision = R.gate(metrics, champion_metrics, champion_version=champion, margin=config.margin,
-                      force=config.force_promotion, comparison=comparison)
+    decision = R.gate(
+        metrics,
+        champion_metrics,
+        champion_version=champion,
+        margin=config.margin,
+        force=config.force_promotion,
+        comparison=comparison,
+    )
     registry.record_decision(region, registered.version, decision.as_dict())
     if decision.promote:
         registry.set_alias(region, "champion", registered.version)
@@ -132,7 +152,9 @@ def registered_model(
             dg.AssetCheckResult(
                 check_name=GATE,
                 passed=decision.promote,
-                severity=dg.AssetCheckSeverity.ERROR,
+                # A rejected challenger with a champion in place is a warning: the champion keeps serving and
+                # the recommendations go on. With no champion at all nothing downstream may run.
+                severity=dg.AssetCheckSeverity.WARN if champion_model is not None else dg.AssetCheckSeverity.ERROR,
                 metadata={"challenger": registered.model_version, **figures},
             )
         ],

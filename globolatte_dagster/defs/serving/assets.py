@@ -35,15 +35,21 @@ def scoring_endpoint(
     with tempfile.TemporaryDirectory(prefix="globolatte-champions-") as tmp:
         bundle = registry.champion_bundle(Path(tmp) / "champions")
         if not bundle.versions:
-            raise dg.Failure(description="no region has a champion model yet: materialise ml/registered_model first")
+            raise dg.Failure(
+                description="no region has a champion model yet: materialise ml/registered_model first"
+            )
         live = endpoint.current_versions()
         if live == bundle.versions and not config.force_redeploy:
             context.log.info(f"the live deployment already serves {live}")
-            return dg.MaterializeResult(metadata={"status": "unchanged", "model_versions": dg.MetadataValue.json(live)})
+            return dg.MaterializeResult(
+                metadata={"status": "unchanged", "model_versions": dg.MetadataValue.json(live)}
+            )
         try:
             result = endpoint.deploy(bundle, log=context.log.info)
         except Exception as exc:
-            raise dg.Failure(description=f"deployment failed: {exc}", metadata={"model_versions": bundle.versions}) from exc
+            raise dg.Failure(
+                description=f"deployment failed: {exc}", metadata={"model_versions": bundle.versions}
+            ) from exc
     missing = sorted(set(REGION_KEYS) - set(bundle.versions))
     metadata = {k: v for k, v in result.items() if isinstance(v, str | int | float | bool) and v is not None}
     return dg.MaterializeResult(
@@ -54,3 +60,12 @@ def scoring_endpoint(
             "regions_without_champion": ", ".join(missing) or "none",
         }
     )
+
+
+serving_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "serving_automation_sensor",
+    target=dg.AssetSelection.assets(REGISTERED_MODEL, ["serving", "scoring_endpoint"]),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Registers each new preference model behind the gate, then deploys the champions.",
+)
