@@ -7,6 +7,7 @@ cannot take one, so that one case builds its client with `BlobServiceClient.from
 
 from __future__ import annotations
 
+import threading
 from contextlib import ExitStack, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -50,6 +51,10 @@ class BlobLandingZone(LandingZone):
 
     # ---- client -------------------------------------------------------------------------------------
     def _container(self) -> ContainerClient:
+        with _CLIENT_LOCK:  # threads sharing this resource must share one client, not race to build two
+            return self._container_unlocked()
+
+    def _container_unlocked(self) -> ContainerClient:
         if self._client is None:
             if not self.account_url and not self.connection_string:
                 raise ValueError(
@@ -121,6 +126,9 @@ class BlobLandingZone(LandingZone):
 
     def delete(self, path: str) -> None:
         self._container().delete_blob(path)
+
+
+_CLIENT_LOCK = threading.Lock()
 
 
 def _etag(blob: Any) -> str:
