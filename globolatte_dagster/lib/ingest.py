@@ -197,12 +197,17 @@ def _check_text(path: str, data: bytes) -> str:
 # The first rule each row breaks, as [column, reason]. Known values are bound as parameters.
 _VALIDATE_SQL = r"""
 WITH checked AS (
-  SELECT b.*,
+  SELECT b.*, u.unit_region, r.region_unit,
     TRY_CAST(total_price AS DOUBLE) AS _price,
-    CASE WHEN regexp_full_match(transaction_date, '\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}')
-         THEN TRY_STRPTIME(transaction_date, '%Y-%m-%d %H:%M:%S') END AS _ts,
-    list_extract(map_extract(MAP($unit_keys, $unit_regions), business_unit), 1) AS _unit_region
+    CASE WHEN length(transaction_date) = 19 THEN TRY_STRPTIME(transaction_date, '%Y-%m-%d %H:%M:%S') END AS _ts,
+    TRY_CAST(quantity AS BIGINT) AS _qty,
+    p.product_id IS NOT NULL AS _known_product,
+    m.payment_method IS NOT NULL AS _known_payment
   FROM batch b
+  LEFT JOIN units u USING (business_unit)
+  LEFT JOIN region_units r USING (region)
+  LEFT JOIN known_products p USING (product_id)
+  LEFT JOIN payments m USING (payment_method)
 ), reasoned AS (
   SELECT *,
     CASE
@@ -214,14 +219,15 @@ WITH checked AS (
       WHEN total_price = '' THEN ['total_price', 'missing value: total_price is empty']
       WHEN transaction_date = '' THEN ['transaction_date', 'missing value: transaction_date is empty']
       WHEN payment_method = '' THEN ['payment_method', 'missing value: payment_method is empty']
-      WHEN _unit_region IS NULL THEN ['business_unit',
+      WHEN unit_region IS NULL THEN ['business_unit',
         'unknown business unit: ''' || business_unit || ''' is not one of ' || $unit_list]
-      WHEN _unit_region <> region THEN ['business_unit',
-        'wrong business unit: ''' || business_unit || ''' belongs to ' || _unit_region
-        || ', the folder is ' || region || ' (' || list_extract(map_extract(MAP($region_keys, $region_units), region), 1) || ')']
-      WHEN NOT list_contains($products, product_id) THEN ['product_id',
+      WHEN unit_region <> region THEN ['business_unit',
+        'wrong business unit: ''' || business_unit || ''' belongs to ' || unit_region
+        || ', the folder is ' || region || ' (' || region_unit || ')']
+      WHEN NOT _known_product THEN ['product_id',
         'unknown product: ''' || product_id || ''' is not in reference/products.csv']
-      WHEN NOT regexp_full_match(quantity, '\+?\d{1,18}') OR TRY_CAST(quantity AS BIGINT) < 1 THEN ['quantity',
+      -- a whole number: the cast must not have rounded (1.5) nor read a float spelling (1e3)
+      WHEN _qty IS NULL OR _qty < 1 OR CAST(_qty AS VARCHAR) <> ltrim(ltrim(quantity, '+'), '0') THEN ['quantity',
         'bad quantity: ''' || quantity || ''' is not a whole number >= 1']
       WHEN _price IS NULL OR NOT isfinite(_price) THEN ['total_price',
         'bad total_price: ''' || total_price || ''' is not a decimal']
@@ -230,21 +236,24 @@ WITH checked AS (
         'bad timestamp: ''' || transaction_date || ''' is not YYYY-MM-DD HH:MM:SS']
       WHEN CAST(_ts AS DATE) <> day THEN ['transaction_date',
         'timestamp off the partition day: ''' || transaction_date || ''' is not on ' || CAST(day AS VARCHAR)]
-      WHEN NOT list_contains($payments, payment_method) THEN ['payment_method',
+      WHEN NOT _known_payment THEN ['payment_method',
         'bad payment_method: ''' || payment_method || ''' is not one of ' || $payment_list]
     END AS _why
   FROM checked
+), repeated AS (  -- keys seen more than once among valid rows: only these need ranking
+  SELECT region, day, transaction_id, product_id FROM reasoned WHERE _why IS NULL
+  GROUP BY ALL HAVING count(*) > 1
 ), ranked AS (
-  SELECT *,
-    row_number() OVER w AS _nth,
-    first_value(source_file || ':' || source_line) OVER w AS _first
-  FROM reasoned
-  WINDOW w AS (PARTITION BY region, day, transaction_id, product_id, _why IS NULL ORDER BY source_file, source_line)
+  SELECT r.source_file, r.source_line,
+    row_number() OVER w AS _nth, first_value(r.source_file || ':' || r.source_line) OVER w AS _first
+  FROM reasoned r SEMI JOIN repeated USING (region, day, transaction_id, product_id)
+  WHERE r._why IS NULL
+  WINDOW w AS (PARTITION BY r.region, r.day, r.transaction_id, r.product_id ORDER BY r.source_file, r.source_line)
 )
-SELECT *,
-  COALESCE(_why, CASE WHEN _nth > 1 THEN ['transaction_id',
-    'duplicate row: (transaction_id, product_id) already loaded from ' || _first] END) AS _reason
-FROM ranked
+SELECT r.*,
+  COALESCE(_why, CASE WHEN k._nth > 1 THEN ['transaction_id',
+    'duplicate row: (transaction_id, product_id) already loaded from ' || k._first] END) AS _reason
+FROM reasoned r LEFT JOIN ranked k USING (source_file, source_line)
 """
 
 
@@ -264,18 +273,21 @@ def validate_sales(files: Iterable[LandedFile], known_products: Iterable[str]) -
         )
     if not tables:
         return SalesBatch(_empty(SALES.column_names), _empty(SALES_REJECTS.column_names), file_info)
-    params = {
-        "unit_keys": list(BUSINESS_UNITS),
-        "unit_regions": list(BUSINESS_UNITS.values()),
-        "region_keys": list(REGIONS),
-        "region_units": [r.business_unit for r in REGIONS.values()],
-        "unit_list": ", ".join(BUSINESS_UNITS),
-        "products": sorted({str(p) for p in known_products}),
-        "payments": list(PAYMENT_METHODS),
-        "payment_list": ", ".join(PAYMENT_METHODS),
+    params = {"unit_list": ", ".join(BUSINESS_UNITS), "payment_list": ", ".join(PAYMENT_METHODS)}
+    lookups = {
+        "units": pa.table(
+            {"business_unit": list(BUSINESS_UNITS), "unit_region": list(BUSINESS_UNITS.values())}
+        ),
+        "region_units": pa.table(
+            {"region": list(REGIONS), "region_unit": [r.business_unit for r in REGIONS.values()]}
+        ),
+        "known_products": pa.table({"product_id": sorted({str(p) for p in known_products})}),
+        "payments": pa.table({"payment_method": list(PAYMENT_METHODS)}),
     }
     with duckdb.connect() as conn:
         conn.register("batch", pa.concat_tables(tables))
+        for name, table in lookups.items():
+            conn.register(name, table)
         conn.execute(f"CREATE TEMP TABLE checked AS {_VALIDATE_SQL}", params)
         valid = conn.execute(
             """SELECT region, CAST(day AS TIMESTAMP) AS day, transaction_id, business_unit, product_id,
