@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export GLOBOLATTE_HOME ?= $(CURDIR)/.globolatte
 export DAGSTER_HOME ?= $(GLOBOLATTE_HOME)/dagster_home
-LIVE_INTERVAL ?= 30
+LIVE_INTERVAL ?= 60
 SERVE_PORT ?= 8765
 PYTEST_ARGS ?=
 

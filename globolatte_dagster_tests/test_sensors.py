@@ -145,3 +145,17 @@ def test_weather_and_reference_sensors(landing):
     landing.write_bytes("reference/products.csv", b"product_id,product_name,category,price\n")
     assert len(r.tick()) == 1
     assert r.tick() == []
+
+
+def test_a_day_landing_in_every_region_is_one_run_per_region(landing):
+    for region, unit in (("america", b"BU_US"), ("canada", b"BU_CA"), ("mexico", b"BU_MX")):
+        landing.write_bytes(
+            f"sales/{region}/2025-04-01/sales.csv", _sales("2025-04-01").replace(b"BU_US", unit)
+        )
+    landing.write_bytes("sales/america/2025-04-02/sales.csv", _sales("2025-04-02"))
+    requests = Sensor(sales_landing_sensor, landing).tick()
+    assert _partitions(requests) == [
+        "2025-04-01|america..2025-04-02|america",
+        "2025-04-01|canada",
+        "2025-04-01|mexico",
+    ]

@@ -14,10 +14,11 @@ from globolatte_dagster.resources.landing import LandingZone
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
+# Queued runs start by priority: the catalogue first (sales are validated against it), then sales, then weather.
 ingest_sales_job = dg.define_asset_job(
     "ingest_sales",
     selection=dg.AssetSelection.assets(SALES.key, SALES_REJECTS.key),
-    tags={"globolatte/warehouse": "write"},
+    tags={"globolatte/warehouse": "write", "dagster/priority": "5"},
 )
 ingest_weather_job = dg.define_asset_job(
     "ingest_weather", selection=dg.AssetSelection.assets(WEATHER.key), tags={"globolatte/warehouse": "write"}
@@ -25,30 +26,37 @@ ingest_weather_job = dg.define_asset_job(
 refresh_reference_job = dg.define_asset_job(
     "refresh_reference",
     selection=dg.AssetSelection.assets(PRODUCTS.key, CUSTOMERS.key),
-    tags={"globolatte/warehouse": "write"},
+    tags={"globolatte/warehouse": "write", "dagster/priority": "10"},
 )
 
 
 def partition_run_requests(changes: list[PartitionChange], prefix: str) -> list[dg.RunRequest]:
-    """One run per partition; consecutive changed days of one region share one ranged run."""
-    requests: list[dg.RunRequest] = []
+    """Runs for the changed partitions: each changed partition once, nothing else.
+
+    Consecutive changed days of one region share one ranged run. Regions are never merged into one run:
+    Dagster's database IO managers take a run's partitions as one key range, and a range over two regions
+    of the region x day partitions is several ranges (the DbIOManager refuses it).
+    """
     by_region: dict[str, list[PartitionChange]] = {}
     for change in sorted(changes, key=lambda c: (c.region, c.day)):
         by_region.setdefault(change.region, []).append(change)
-    for region, items in by_region.items():
-        group: list[PartitionChange] = []
-        for change in [*items, None]:
-            contiguous = (
-                change is not None
-                and group
-                and date.fromisoformat(change.day) - date.fromisoformat(group[-1].day) == timedelta(days=1)
-            )
-            if change is not None and (not group or contiguous):
-                group.append(change)
-                continue
-            requests.append(_request(region, group, prefix))
-            group = [change] if change is not None else []
-    return requests
+    return [
+        _request(region, group, prefix)
+        for region in contract.REGION_KEYS
+        for group in _consecutive(by_region.get(region, []))
+    ]
+
+
+def _consecutive(items: list[PartitionChange]) -> list[list[PartitionChange]]:
+    groups: list[list[PartitionChange]] = []
+    for change in items:
+        if groups and date.fromisoformat(change.day) - date.fromisoformat(groups[-1][-1].day) == timedelta(
+            days=1
+        ):
+            groups[-1].append(change)
+        else:
+            groups.append([change])
+    return groups
 
 
 def _request(region: str, group: list[PartitionChange], prefix: str) -> dg.RunRequest:
@@ -98,7 +106,8 @@ def sales_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZo
 
 @dg.sensor(
     job=ingest_weather_job,
-    minimum_interval_seconds=30,
+    # forecasts are rewritten with every landed day: a slower tick batches them into fewer ranged runs
+    minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Loads new or revised weather files (observations and forecasts) per region and day.",
 )
