@@ -14,6 +14,7 @@ import platform
 import resource
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -105,7 +106,6 @@ class TreeSampler:
     seen_by_label: dict[str, set[int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _cmdlines: dict[int, str] = field(default_factory=dict)
 
     def __enter__(self) -> TreeSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -130,14 +130,13 @@ class TreeSampler:
             return
         total = 0.0
         for p in procs:
-            try:
+            try:  # no cache of the command line: a forked child execs into its own one
                 rss = p.memory_info().rss / MB
-                if p.pid not in self._cmdlines:
-                    self._cmdlines[p.pid] = " ".join(p.cmdline())
+                cmdline = " ".join(p.cmdline())
             except psutil.Error:
                 continue
             total += rss
-            name = self.label(self._cmdlines[p.pid])
+            name = self.label(cmdline)
             if name:
                 self.peak_by_label_mb[name] = max(self.peak_by_label_mb.get(name, 0.0), rss)
                 self.seen_by_label.setdefault(name, set()).add(p.pid)
@@ -191,6 +190,37 @@ def simulated(
     marker.write_text(json.dumps(saved, indent=2))
     log(f"simulated {name}: {summary}")
     return base / "landing", saved
+
+
+def code_snapshot(dest: Path) -> Path:
+    """A copy of the project package under `dest`, so that runs are not broken by concurrent edits.
+
+    Child processes started with `cwd=dest` and `PYTHONPATH=dest` import the copy, not the working tree.
+    """
+    import shutil
+
+    import globolatte_dagster
+
+    source = Path(globolatte_dagster.__file__).resolve().parent
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copytree(source, dest / "globolatte_dagster", ignore=shutil.ignore_patterns("__pycache__"))
+    check = subprocess.run(
+        [sys.executable, "-c", "import globolatte_dagster.definitions as d; d.defs()"],
+        cwd=dest,
+        env={**os.environ, "PYTHONPATH": str(dest)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check.returncode != 0:
+        raise RuntimeError(f"the project snapshot does not load: {check.stderr[-2000:]}")
+    return dest
+
+
+def snapshot_env(dest: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(dest)}
 
 
 # ---- Azurite ------------------------------------------------------------------------------------------
