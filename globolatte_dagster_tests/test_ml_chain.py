@@ -13,12 +13,15 @@ import pytest
 from globolatte_dagster.defs.features.assets import customer_features
 from globolatte_dagster.defs.mart.assets import recommendations
 from globolatte_dagster.defs.ml.assets import customer_segments, ml_automation_sensor, preference_model
+from globolatte_dagster.defs.ml.registry import registered_model
 from globolatte_dagster.defs.partitions import region_day, region_day_key
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
+from globolatte_dagster.resources.registry import LocalModelRegistry
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
 
-CHAIN = [customer_features, customer_segments, preference_model, recommendations]
+# The recommendations come from the champion after the registry's gate, so the chain includes it.
+CHAIN = [customer_features, customer_segments, preference_model, registered_model, recommendations]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,7 @@ def _resources(db: str, root: Path) -> dict:
         "warehouse": DuckDBWarehouse(database=db),
         "warehouse_io_manager": WarehouseDuckDBIOManager(database=db),
         "model_io_manager": dg.FilesystemIOManager(base_dir=str(root / "artifacts")),
+        "registry": LocalModelRegistry(root=str(root / "registry")),
     }
 
 
@@ -42,6 +46,8 @@ def _config(truth: Path, model: bool = True) -> dg.RunConfig:
     ops = {"ml__customer_segments": {"config": {"truth_dir": str(truth), "k_max": 8, "n_init": 4}}}
     if model:
         ops["ml__preference_model"] = {"config": {"max_iter": 40}}
+        # a tiny case need not beat the baselines: promote it (recorded as forced) to test the mechanics
+        ops["ml__registered_model"] = {"config": {"force_promotion": True}}
     return dg.RunConfig(ops=ops)
 
 
@@ -87,6 +93,7 @@ def test_chain_materialises_and_recommendations_match_the_model(case):
     assert mart["customer_id"].nunique() == features and (mart.groupby("customer_id").size() == 3).all()
     assert (pd.to_datetime(mart["for_date"]).dt.date == model.as_of + timedelta(days=1)).all()
     assert set(mart["basis"]) <= {"model", "segment", "popularity"}
+    assert set(mart["model_version"]) == {"globolatte-mexico:1"}  # the registered champion, not "unregistered"
 
     # the endpoint's function gives exactly the batch rows
     some = sorted(mart["customer_id"].unique())[:20]
