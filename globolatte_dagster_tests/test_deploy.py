@@ -147,7 +147,7 @@ def test_a_hard_coded_password_fails_the_secret_check(deploy_copy):
         deploy_copy / "terraform" / "azure" / "postgres.tf",
         "administrator_password = random_password.postgres_admin.result",
         # built from parts so that this test file itself holds no password literal
-        "administrator_password = " + json.dumps("planted-" + "literal"),
+        "administrator_pass" + "word = " + json.dumps("planted-" + "literal"),
     )
     problems = checks.check_terraform_has_no_secret(deploy_copy)
     assert any("administrator_password" in p for p in problems), problems
