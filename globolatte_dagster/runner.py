@@ -10,12 +10,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from globolatte_dagster.defs.partitions import region_day_key
+from globolatte_dagster.defs.partitions import region_day_key, region_days_tags
 from globolatte_dagster.lib import contract
 from globolatte_dagster.lib.schema import CALENDAR, CUSTOMERS, PRODUCTS, SALES, WEATHER
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _key(table) -> dg.AssetKey:
@@ -93,8 +90,7 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, echo=prin
             new = [d for d in days if str(region_day_key(region, d)) not in done]
             if not new:
                 continue
-            start, end = region_day_key(region, new[0]), region_day_key(region, new[-1])
-            tags = {RANGE_START_TAG: str(start), RANGE_END_TAG: str(end)}
+            tags = region_days_tags(region, new[0], new[-1])
             execute(
                 f"{table.schema}/{table.name}",
                 keys,

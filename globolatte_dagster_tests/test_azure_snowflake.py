@@ -9,6 +9,7 @@ import globolatte_dagster.resources.snowflake as sf
 from globolatte_dagster.defs.partitions import (
     region_day,
     region_day_key,
+    region_days_tags,
     region_of_region_day,
     region_partitions,
 )
@@ -142,10 +143,7 @@ def test_region_day_writes_replace_their_slice_and_read_back_by_region(sf_resour
     result = dg.materialize(
         [_weather_asset(newer)],
         resources=sf_resources,
-        tags={
-            "dagster/asset_partition_range_start": str(region_day_key("america", "2024-09-22")),
-            "dagster/asset_partition_range_end": str(region_day_key("america", "2024-09-23")),
-        },
+        tags=region_days_tags("america", "2024-09-22", "2024-09-23"),
     )
     assert result.success
     assert _weather_rows(warehouse) == [

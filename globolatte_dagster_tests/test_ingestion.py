@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from globolatte_dagster.defs.ingestion.assets import sales, weather
-from globolatte_dagster.defs.partitions import region_day_key
+from globolatte_dagster.defs.partitions import region_day_key, region_days_tags
 from globolatte_dagster.defs.reference.assets import calendar, customers, products
 from globolatte_dagster_tests.conftest import CUSTOMERS_CSV, PRODUCTS_CSV, SAMPLE_EXPORT
 
@@ -222,10 +222,7 @@ def test_simulated_broken_rows_are_exactly_the_rejects(landing, resources, wareh
             [sales, products],
             selection=SALES_OUTPUTS,
             resources=resources,
-            tags={
-                "dagster/asset_partition_range_start": str(region_day_key(region, "2025-03-01")),
-                "dagster/asset_partition_range_end": str(region_day_key(region, "2025-03-06")),
-            },
+            tags=region_days_tags(region, "2025-03-01", "2025-03-06"),
         )
         assert result.success
 

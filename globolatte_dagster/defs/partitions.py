@@ -1,6 +1,5 @@
 """The one partitions module: region × day for the raw layer, region for features and models."""
 
-
 import dagster as dg
 
 from globolatte_dagster.lib.contract import REGION_KEYS
@@ -18,3 +17,16 @@ region_of_region_day = dg.MultiToSingleDimensionPartitionMapping(partition_dimen
 
 def region_day_key(region: str, day: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"region": region, "day": day})
+
+
+# A run over several days of one region: Dagster's own range tags (what a single-run backfill sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def region_days_tags(region: str, first_day: str, last_day: str) -> dict[str, str]:
+    """Run tags for the days first_day..last_day of one region (a range never spans regions)."""
+    return {
+        RANGE_START_TAG: str(region_day_key(region, first_day)),
+        RANGE_END_TAG: str(region_day_key(region, last_day)),
+    }

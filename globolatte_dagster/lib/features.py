@@ -405,6 +405,14 @@ def run_query(query: Query, sql: str, params: Sequence[Any]) -> pd.DataFrame:
     return df
 
 
+def _as_floats(df: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
+    """Every column but the keys as float64 (Snowflake answers NUMBER columns as decimals)."""
+    for col in df.columns:
+        if col not in keep:
+            df[col] = pd.to_numeric(df[col]).astype("float64")
+    return df
+
+
 def customer_features(
     query: Query,
     region: str,
@@ -464,10 +472,7 @@ def customer_products(
     """Purchase counts per (as_of, customer, product): all, recency weighted, by day type and temperature band."""
     p = params or FeatureParams()
     df = run_query(query, CUSTOMER_PRODUCT_SQL, _params(region, first_cutoff, last_cutoff or first_cutoff, p))
-    for col in df.columns:
-        if col not in ("as_of", "customer_id", "product_id"):
-            df[col] = pd.to_numeric(df[col]).astype("float64")
-    return df
+    return _as_floats(df, keep=("as_of", "customer_id", "product_id"))
 
 
 def product_popularity(
@@ -482,10 +487,7 @@ def product_popularity(
     df = run_query(
         query, PRODUCT_POPULARITY_SQL, _params(region, first_cutoff, last_cutoff or first_cutoff, p)
     )
-    for col in df.columns:
-        if col not in ("as_of", "product_id"):
-            df[col] = pd.to_numeric(df[col]).astype("float64")
-    return df
+    return _as_floats(df, keep=("as_of", "product_id"))
 
 
 def purchases(query: Query, region: str, first_day: date, last_day: date) -> pd.DataFrame:

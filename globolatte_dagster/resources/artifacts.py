@@ -32,4 +32,4 @@ class BlobPickleIOManager(dg.ConfigurableIOManager):
         path = self._path(context)
         if not self.store.exists(path):
             raise FileNotFoundError(f"{path} is not in {self.store.description}: materialise {context.asset_key.to_user_string()} first")
-        return pickle.loads(self.store.read_bytes(path))  # noqa: S301 (our own artefacts, written above)
+        return pickle.loads(self.store.read_bytes(path))

@@ -40,9 +40,6 @@ class _ConformingDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
         return super().handle_output(context, table_slice, conform(table_slice, obj), connection)
 
-    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
-        return super().load_input(context, table_slice, connection)
-
 
 class _AtomicDuckDbClient(DuckDbClient):
     @staticmethod

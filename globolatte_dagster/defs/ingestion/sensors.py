@@ -5,14 +5,17 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from globolatte_dagster.defs.partitions import FIRST_DAY, region_day_key
+from globolatte_dagster.defs.partitions import (
+    FIRST_DAY,
+    RANGE_END_TAG,  # noqa: F401 (re-exported for tests reading request tags)
+    RANGE_START_TAG,  # noqa: F401
+    region_day_key,
+    region_days_tags,
+)
 from globolatte_dagster.lib import contract
 from globolatte_dagster.lib.scan import PartitionChange, scan_sales
 from globolatte_dagster.lib.schema import CUSTOMERS, PRODUCTS, SALES, SALES_REJECTS, WEATHER
 from globolatte_dagster.resources.landing import LandingZone
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # Queued runs start by priority: the catalogue first (sales are validated against it), then sales, then weather.
 ingest_sales_job = dg.define_asset_job(
@@ -63,13 +66,7 @@ def _request(region: str, group: list[PartitionChange], prefix: str) -> dg.RunRe
     run_key = f"{prefix}:" + ",".join(c.run_key for c in group)
     if len(group) == 1:
         return dg.RunRequest(run_key=run_key, partition_key=region_day_key(region, group[0].day))
-    return dg.RunRequest(
-        run_key=run_key,
-        tags={
-            RANGE_START_TAG: str(region_day_key(region, group[0].day)),
-            RANGE_END_TAG: str(region_day_key(region, group[-1].day)),
-        },
-    )
+    return dg.RunRequest(run_key=run_key, tags=region_days_tags(region, group[0].day, group[-1].day))
 
 
 def _last_partition_day() -> date:
