@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -83,6 +84,25 @@ def test_line_numbers_survive_blank_lines_crlf_bom_and_quoted_newlines():
     assert lines == {("a.csv", 4), ("b.csv", 3)}
 
 
+@pytest.mark.parametrize("blank", ["", "\n"], ids=["no-blank-line", "blank-line"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_short_and_long_rows_are_rejected_at_their_own_line(blank, newline):
+    """The fast parser numbers rows itself when no line is blank, and from the byte layout when one is."""
+    ok = "T{},BU_CA,P1,C1,1,3,2025-06-01 08:00:00,cash"
+    body = "\n".join(
+        [ok.format(1), "T2,BU_CA,P1", ok.format(3) + ",extra", blank + ok.format(4), ok.format(5)]
+    )
+    batch = validate_sales([_file(body, newline=newline)], ["P1"])
+    shift = 1 if blank else 0
+    assert _rejects(batch) == {
+        3: "wrong field count: expected 8 fields, found 3",
+        4: "wrong field count: expected 8 fields, found 9",
+    }
+    valid = batch.valid.sort_values("source_line")
+    assert valid["transaction_id"].tolist() == ["T1", "T4", "T5"]
+    assert valid["source_line"].tolist() == [2, 5 + shift, 6 + shift]
+
+
 def test_duplicates_across_files_of_one_day_keep_the_first():
     a = _file("T1,BU_CA,P1,C1,1,3.00,2025-06-01 08:00:00,cash", name="a.csv")
     b = _file("T1,BU_CA,P1,C1,1,3.00,2025-06-01 08:00:00,cash", name="b.csv")
@@ -96,7 +116,7 @@ def test_extra_columns_and_free_order_are_kept():
     f = _file("cash,7,T1,BU_CA,P1,C1,2,6.00,2025-06-01 08:00:00", header=header)
     batch = validate_sales([f], ["P1"])
     row = batch.valid.iloc[0]
-    assert (row["payment_method"], row["quantity"], row["extra"]) == ("cash", 2, '{"till": "7"}')
+    assert (row["payment_method"], row["quantity"], json.loads(row["extra"])) == ("cash", 2, {"till": "7"})
 
 
 @pytest.mark.parametrize(

@@ -84,13 +84,14 @@ def test_failure_midway_leaves_the_previous_rows(landing, resources, warehouse_p
         "sales/america/2024-09-22/late.csv",
         (HEADER + "\nT006,BU_US,P003,C001,1,2.80,2024-09-22 15:00:00,cash\n").encode(),
     )
-    from dagster_duckdb_pandas import DuckDBPandasTypeHandler
+    from globolatte_dagster.resources.io_managers import _ConformingDuckDBArrowTypeHandler
 
     def explode(self, context, table_slice, obj, connection):
-        connection.execute(f"INSERT INTO {table_slice.schema}.{table_slice.table} SELECT * FROM obj LIMIT 1")
+        connection.register("partial", obj.slice(0, 1))
+        connection.execute(f"INSERT INTO {table_slice.schema}.{table_slice.table} SELECT * FROM partial")
         raise RuntimeError("injected failure after delete and a partial insert")
 
-    monkeypatch.setattr(DuckDBPandasTypeHandler, "handle_output", explode)
+    monkeypatch.setattr(_ConformingDuckDBArrowTypeHandler, "handle_output", explode)
     result = _load(resources, "america", "2024-09-22", raise_on_error=False)
     assert not result.success
     after = _table(warehouse_path, "SELECT * FROM raw.sales ORDER BY transaction_id")

@@ -24,6 +24,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import snowflake.connector.pandas_tools as pandas_tools
 from dagster import InputContext, OutputContext
 from dagster._core.definitions.metadata import TableMetadataSet
@@ -253,12 +254,31 @@ class _AtomicSnowflakePandasTypeHandler(DbTypeHandler[pd.DataFrame]):
         return [pd.DataFrame]
 
 
+class _AtomicSnowflakeArrowTypeHandler(DbTypeHandler[pa.Table]):
+    """Arrow tables (the raw layer's bulk loads) through the same staging-table swap as pandas frames."""
+
+    _frames = _AtomicSnowflakePandasTypeHandler()
+
+    def handle_output(
+        self, context: OutputContext, table_slice: TableSlice, obj: pa.Table, connection
+    ) -> Mapping[str, Any]:
+        return self._frames.handle_output(context, table_slice, obj.to_pandas(), connection)
+
+    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pa.Table:
+        frame = self._frames.load_input(context, table_slice, connection)
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+    @property
+    def supported_types(self):
+        return [pa.Table]
+
+
 class WarehouseSnowflakeIOManager(SnowflakePandasIOManager):
     """Snowflake pandas IO manager whose partition replace is one transaction and whose tables come from lib.schema."""
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
-        return [_AtomicSnowflakePandasTypeHandler()]
+        return [_AtomicSnowflakePandasTypeHandler(), _AtomicSnowflakeArrowTypeHandler()]
 
     def create_io_manager(self, context) -> DbIOManager:
         return DbIOManager(

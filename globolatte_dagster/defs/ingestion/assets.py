@@ -93,24 +93,28 @@ def sales(context: dg.AssetExecutionContext, landing: LandingZone, products: pd.
             description=f"Partition not loaded: {exc}",
             metadata={"file": exc.path, "problem": exc.problem},
         ) from exc
-    valid, rejects = batch.valid, batch.rejects
+    valid, rejects = batch.valid_table, batch.rejects_table
     context.log.info(
-        f"{len(partitions)} partition(s), {len(files)} file(s): {len(valid)} rows, {len(rejects)} rejected"
+        f"{len(partitions)} partition(s), {len(files)} file(s): {valid.num_rows} rows, "
+        f"{rejects.num_rows} rejected"
     )
-    revenue = valid.groupby("region")["total_price"].sum().round(2).to_dict()
+    revenue = {
+        row["region"]: round(row["total_price_sum"], 2)
+        for row in valid.group_by("region").aggregate([("total_price", "sum")]).to_pylist()
+    }
     yield dg.Output(
         valid,
         output_name="sales",
         metadata={
-            "rows_loaded": len(valid),
-            "rows_rejected": len(rejects),
+            "rows_loaded": valid.num_rows,
+            "rows_rejected": rejects.num_rows,
             "rejected_by_reason": dg.MetadataValue.json(batch.rejected_by_reason()),
             "revenue_local_currency": dg.MetadataValue.json(revenue),
             "files": dg.MetadataValue.md(_files_table(batch.files)),
             "partitions": len(partitions),
         },
     )
-    yield dg.Output(rejects, output_name="sales_rejects", metadata={"rows_rejected": len(rejects)})
+    yield dg.Output(rejects, output_name="sales_rejects", metadata={"rows_rejected": rejects.num_rows})
     yield from sales_check_results(batch, partitions, products["product_id"])
 
 

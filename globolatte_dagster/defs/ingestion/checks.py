@@ -37,14 +37,10 @@ SALES_CHECKS = [
 def sales_check_results(
     batch: SalesBatch, partitions: list[tuple[str, str]], products: pd.Series
 ) -> list[dg.AssetCheckResult]:
-    valid = batch.valid
-    per_partition = valid.groupby(["region", valid["day"].dt.strftime("%Y-%m-%d")]).size()
-    empty = [f"{r}|{d}" for r, d in partitions if per_partition.get((r, d), 0) == 0]
-    dup = valid.duplicated(["region", "day", "transaction_id", "product_id"])
-    off_day = valid["transaction_date"].dt.normalize() != valid["day"]
-    unknown = ~valid["product_id"].isin(products)
-    read = len(valid) + len(batch.rejects)
-    share = len(batch.rejects) / read if read else 0.0
+    stats = batch.stats(products)
+    empty = [f"{r}|{d}" for r, d in partitions if stats["per_partition"].get((r, d), 0) == 0]
+    read = stats["rows_valid"] + stats["rows_rejected"]
+    share = stats["rows_rejected"] / read if read else 0.0
     if share > REJECT_ERROR_SHARE:
         share_result = (False, dg.AssetCheckSeverity.ERROR)
     elif share > REJECT_WARN_SHARE:
@@ -59,13 +55,13 @@ def sales_check_results(
         ),
         dg.AssetCheckResult(
             check_name="unique_transaction_product",
-            passed=not dup.any(),
-            metadata={"duplicates": int(dup.sum())},
+            passed=stats["duplicates"] == 0,
+            metadata={"duplicates": stats["duplicates"]},
         ),
         dg.AssetCheckResult(
             check_name="timestamps_on_day",
-            passed=not off_day.any(),
-            metadata={"off_day_rows": int(off_day.sum())},
+            passed=stats["off_day"] == 0,
+            metadata={"off_day_rows": stats["off_day"]},
         ),
         dg.AssetCheckResult(
             check_name="rejected_share",
@@ -74,12 +70,12 @@ def sales_check_results(
             metadata={
                 "rejected_share": round(share, 5),
                 "rows_read": read,
-                "rows_rejected": len(batch.rejects),
+                "rows_rejected": stats["rows_rejected"],
             },
         ),
         dg.AssetCheckResult(
             check_name="products_known",
-            passed=not unknown.any(),
-            metadata={"unknown_product_rows": int(unknown.sum())},
+            passed=stats["unknown_products"] == 0,
+            metadata={"unknown_product_rows": stats["unknown_products"]},
         ),
     ]
