@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
+from globolatte_dagster.defs.ingestion import sensors as sensors_module
 from globolatte_dagster.defs.ingestion.sensors import RANGE_END_TAG, RANGE_START_TAG, sales_landing_sensor
 from globolatte_dagster.lib.scan import scan_sales
 from globolatte_dagster.resources.azure import azure_resources
@@ -111,7 +112,7 @@ def test_default_azure_credential_is_the_production_default(monkeypatch):
     assert landing.blob_storage().credential.credential_type == "default_azure_credential"
 
 
-def test_sensor_on_blobs_upload_reupload_stray_and_many(azurite_landing: BlobLandingZone):
+def test_sensor_on_blobs_upload_reupload_stray_and_many(azurite_landing: BlobLandingZone, monkeypatch):
     z = azurite_landing
     requests, cursor = _tick(z, None)
     assert requests == []
@@ -127,10 +128,15 @@ def test_sensor_on_blobs_upload_reupload_stray_and_many(azurite_landing: BlobLan
     requests, cursor = _tick(z, cursor)
     assert len(requests) == 1 and requests[0].run_key != first_key
 
-    # stray blobs: logged once in the cursor, never a run
+    # stray blobs: logged once in the cursor, never a run; a stray folder outside the recent months is
+    # named by the next full pass (forced here)
     z.write_bytes("sales/atlantis/2025-03-01/x.csv", b"x")
     z.write_bytes("sales/canada/yesterday/x.csv", b"x")
     z.write_bytes("sales/canada/2025-03-01/notes.txt", b"x")
+    requests, cursor = _tick(z, cursor)
+    assert requests == []
+    assert any(p.startswith("sales/canada/2025-03-01/notes.txt") for p in json.loads(cursor)["stray"])
+    monkeypatch.setattr(sensors_module, "SALES_FULL_PASS_SECONDS", 0)
     requests, cursor = _tick(z, cursor)
     assert requests == []
     assert {"sales/atlantis/", "sales/canada/yesterday/"} <= set(json.loads(cursor)["stray"])
@@ -175,18 +181,29 @@ def test_sensor_lists_only_new_prefixes_among_thousands_of_blobs(azurite_landing
     assert first.listed_objects >= 2016
 
     listed_prefixes.clear()
+    dir_listings: list[tuple[str, int]] = []
+
+    def list_dirs(prefix: str):
+        found = z.list_dirs(prefix)
+        dir_listings.append((prefix, len(found)))
+        return found
+
     new_day = (start + timedelta(days=84)).isoformat()
     z.write_bytes(f"sales/america/{new_day}/store_0.csv", b"x")
-    second = scan_sales(list_files, z.list_dirs, first.cursor)
+    second = scan_sales(list_files, list_dirs, first.cursor)
 
     assert [(c.region, c.day) for c in second.changes] == [("america", new_day)]
     # only the still-open days (the settle window) and the new one, never the 80 settled days of each region
     assert f"sales/america/{new_day}/" in listed_prefixes
     assert len(listed_prefixes) <= 3 * 4 + 1
-    assert second.listing_calls == 1 + 3 + len(listed_prefixes)
-    files_listed = second.listed_objects - 3 * 84 - 1  # minus the day prefixes of each region
-    assert files_listed <= 8 * len(listed_prefixes)
-    assert second.listed_objects < first.listed_objects / 2
+    # day folders are listed under recent month prefixes only (2024-03 and its neighbours), not all 84 days
+    month_listings = [p for p, _ in dir_listings if p != "sales/"]
+    assert all(p.rsplit("/", 1)[1].startswith("20") for p in month_listings)
+    assert second.listing_calls == 1 + len(month_listings) + len(listed_prefixes)
+    dirs_listed = sum(n for p, n in dir_listings if p != "sales/")
+    assert dirs_listed < 3 * 40
+    assert second.listed_objects - dirs_listed <= 8 * len(listed_prefixes)
+    assert second.listed_objects < first.listed_objects / 4
 
     # the sensor itself, from the settled cursor: one run, for the new day only
     z.write_bytes(f"sales/america/{new_day}/store_1.csv", b"x")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from globolatte_dagster.defs.ingestion import sensors as sensors_module
 from globolatte_dagster.defs.ingestion.sensors import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -13,7 +15,7 @@ from globolatte_dagster.defs.ingestion.sensors import (
     sales_landing_sensor,
     weather_landing_sensor,
 )
-from globolatte_dagster.lib.scan import scan_sales
+from globolatte_dagster.lib.scan import scan_sales, window_months
 from globolatte_dagster_tests.conftest import SAMPLE_EXPORT
 
 
@@ -56,7 +58,7 @@ def _partitions(requests: list[dg.RunRequest]) -> list[str]:
     return sorted(out)
 
 
-def test_sales_sensor_requests_each_change_once(landing):
+def test_sales_sensor_requests_each_change_once(landing, monkeypatch):
     s = Sensor(sales_landing_sensor, landing)
     assert s.tick() == []
 
@@ -82,10 +84,13 @@ def test_sales_sensor_requests_each_change_once(landing):
     assert _partitions(s.tick()) == ["2025-03-02|canada"]
     assert s.tick() == []
 
-    # days later: the old days settle; a late day (older than the window) is still picked up once
+    # days later: the old days settle; a late day in an older month is not listed by an ordinary tick,
+    # and is picked up once by the next full pass (hourly; here forced)
     landing.write_bytes("sales/america/2025-03-10/sales.csv", _sales("2025-03-10"))
     assert _partitions(s.tick()) == ["2025-03-10|america"]
     landing.write_bytes("sales/america/2025-02-20/sales.csv", _sales("2025-02-20"))
+    assert s.tick() == []
+    monkeypatch.setattr(sensors_module, "SALES_FULL_PASS_SECONDS", 0)
     assert _partitions(s.tick()) == ["2025-02-20|america"]
     assert s.tick() == []
     cursor = json.loads(s.cursor)
@@ -129,6 +134,42 @@ def test_settled_days_are_not_listed_again(landing):
     # only the open window (3 days) and the new day are listed, not the 28 days of history
     assert len(calls) <= 5
     assert second.listed_objects < 28 + 10
+
+
+def test_an_ordinary_tick_lists_recent_months_only_whatever_the_history(landing):
+    """Tick cost is flat in history: day folders are listed under a few month prefixes, not all of them."""
+    start = date(2023, 1, 1)
+    for i in range(0, 700, 3):  # about two years of history, one day in three
+        day = (start + timedelta(days=i)).isoformat()
+        landing.write_bytes(f"sales/america/{day}/sales.csv", _sales(day))
+    now = datetime(2024, 12, 5, 12, tzinfo=UTC)
+    first = scan_sales(landing.list, landing.list_dirs, None, now=now)
+    assert first.full_pass and len(first.changes) == 234
+
+    landing.write_bytes("sales/america/2024-12-05/sales.csv", _sales("2024-12-05"))
+    landing.write_bytes("sales/america/2023-06-02/sales.csv", _sales("2023-06-02"))  # a late day
+    prefixes = []
+
+    def list_dirs(prefix):
+        prefixes.append(prefix)
+        return landing.list_dirs(prefix)
+
+    later = now + timedelta(minutes=10)
+    second = scan_sales(landing.list, list_dirs, first.cursor, now=later)
+    assert not second.full_pass
+    assert [c.day for c in second.changes] == ["2024-12-05"]
+    america = sorted(p for p in prefixes if p.startswith("sales/america/"))
+    assert america == ["sales/america/2024-11", "sales/america/2024-12"]  # newest day 2024-11-30, today
+    assert second.listed_objects < 40  # the ~240 day folders of history are not listed
+
+    third = scan_sales(landing.list, landing.list_dirs, second.cursor, now=later + timedelta(hours=1))
+    assert third.full_pass
+    assert [c.day for c in third.changes] == ["2023-06-02"]
+
+
+def test_window_months_cover_open_days_the_newest_day_and_today():
+    months = window_months(["2024-10-30"], "2024-11-02", date(2025, 3, 1))
+    assert months == ["2024-10", "2024-11", "2024-12", "2025-02", "2025-03"]
 
 
 def test_weather_and_reference_sensors(landing):

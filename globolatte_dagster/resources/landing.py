@@ -32,7 +32,11 @@ class LandingZone(dg.ConfigurableResource):
         raise NotImplementedError
 
     def list_dirs(self, prefix: str) -> list[str]:
-        """The immediate sub-folders of `prefix` (a path ending in `/`), as full prefixes ending in `/`."""
+        """The folders directly under the folder `prefix` is in whose path starts with `prefix`.
+
+        `sales/america/` lists every day folder of the region; `sales/america/2026-11` those of one month
+        (as a delimiter listing with a name prefix does on Blob Storage). Full prefixes ending in `/`.
+        """
         raise NotImplementedError
 
     def read_bytes(self, path: str) -> bytes:
@@ -82,10 +86,12 @@ class LocalLandingZone(LandingZone):
         return out
 
     def list_dirs(self, prefix: str) -> list[str]:
-        base = Path(self.root) / prefix
+        folder, _, start = prefix.rpartition("/")
+        base = Path(self.root) / folder
         if not base.is_dir():
             return []
-        return sorted(f"{prefix}{e.name}/" for e in os.scandir(base) if e.is_dir())
+        head = f"{folder}/" if folder else ""
+        return sorted(f"{head}{e.name}/" for e in os.scandir(base) if e.name.startswith(start) and e.is_dir())
 
     def read_bytes(self, path: str) -> bytes:
         return self._abs(path).read_bytes()

@@ -69,6 +69,11 @@ def _request(region: str, group: list[PartitionChange], prefix: str) -> dg.RunRe
     return dg.RunRequest(run_key=run_key, tags=region_days_tags(region, group[0].day, group[-1].day))
 
 
+# An ordinary tick lists only recent months; a full pass over every day folder (which finds a late day in an
+# older month) runs on the first tick and then at most this often.
+SALES_FULL_PASS_SECONDS = 3600
+
+
 def _last_partition_day() -> date:
     return date.today() + timedelta(days=7)
 
@@ -90,6 +95,7 @@ def sales_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZo
         cursor,
         first_day=date.fromisoformat(FIRST_DAY),
         last_day=_last_partition_day(),
+        full_pass_seconds=SALES_FULL_PASS_SECONDS,
     )
     for line in scan.skipped:
         context.log.warning(f"skipped: {line}")
@@ -97,6 +103,7 @@ def sales_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZo
     context.log.info(
         f"{len(scan.changes)} changed partition(s) -> {len(requests)} run(s); "
         f"listed {scan.listed_objects} object(s) in {scan.listing_calls} call(s)"
+        + (" (full pass over every day folder)" if scan.full_pass else " (recent months)")
     )
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(scan.cursor, separators=(",", ":")))
 
