@@ -2,7 +2,7 @@
 
 The deploy checks cross-check this list against `deploy/helm/values.yaml` and the README.
 Values are read by resources through `dg.EnvVar` (secrets) or when the resource dictionary
-is built; nothing here reads them at import time.
+is built (GLOBOLATTE_AUTOMATION: when the definitions load); nothing here reads them at import time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GLOBOLATTE_ENV", "`local` (default) or `azure`: picks the resources"),
     Setting("GLOBOLATTE_HOME", "local state: warehouse, registry, Dagster home (default .globolatte)"),
     Setting("GLOBOLATTE_LANDING", "local landing folder (default $GLOBOLATTE_HOME/landing)"),
+    Setting(
+        "GLOBOLATTE_AUTOMATION",
+        "`on` (default) or `off`: with `off` every sensor starts stopped (maintenance windows, benchmarks); "
+        "a state set in the UI wins",
+    ),
     Setting(
         "GLOBOLATTE_HASH_KEY",
         "key of the email hash in core/customers (generated under GLOBOLATTE_HOME when unset locally)",
@@ -75,3 +80,18 @@ def home() -> Path:
 def landing_dir() -> Path:
     value = os.environ.get("GLOBOLATTE_LANDING")
     return Path(value).resolve() if value else home() / "landing"
+
+
+def automation_on() -> bool:
+    """Whether sensors start running in a fresh instance (their default status)."""
+    value = os.environ.get("GLOBOLATTE_AUTOMATION", "on").strip().lower() or "on"
+    if value not in ("on", "off"):
+        raise ValueError(f"GLOBOLATTE_AUTOMATION must be 'on' or 'off', not '{value}'")
+    return value == "on"
+
+
+def default_sensor_status():
+    """`dg.DefaultSensorStatus` of every sensor: RUNNING unless GLOBOLATTE_AUTOMATION=off."""
+    import dagster as dg
+
+    return dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED

@@ -200,3 +200,27 @@ def test_a_day_landing_in_every_region_is_one_run_per_region(landing):
         "2025-04-01|canada",
         "2025-04-01|mexico",
     ]
+
+
+def test_automation_off_starts_every_sensor_stopped(monkeypatch):
+    import importlib
+
+    import pytest
+
+    from globolatte_dagster.defs.serving import assets as serving_assets
+
+    try:
+        monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "off")
+        for module in (sensors_module, serving_assets):
+            importlib.reload(module)
+        assert sensors_module.sales_landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+        assert sensors_module.reference_landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+        assert serving_assets.serving_automation_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+        monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "sometimes")
+        with pytest.raises(ValueError, match="GLOBOLATTE_AUTOMATION must be 'on' or 'off'"):
+            importlib.reload(sensors_module)
+    finally:
+        monkeypatch.delenv("GLOBOLATTE_AUTOMATION")
+        for module in (sensors_module, serving_assets):
+            importlib.reload(module)
+    assert sensors_module.sales_landing_sensor.default_status == dg.DefaultSensorStatus.RUNNING

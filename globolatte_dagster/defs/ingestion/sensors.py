@@ -16,6 +16,7 @@ from globolatte_dagster.lib import contract
 from globolatte_dagster.lib.scan import PartitionChange, scan_sales
 from globolatte_dagster.lib.schema import CUSTOMERS, PRODUCTS, SALES, SALES_REJECTS, WEATHER
 from globolatte_dagster.resources.landing import LandingZone
+from globolatte_dagster.settings import default_sensor_status
 
 # Queued runs start by priority: the catalogue first (sales are validated against it), then sales, then weather.
 ingest_sales_job = dg.define_asset_job(
@@ -81,7 +82,7 @@ def _last_partition_day() -> date:
 @dg.sensor(
     job=ingest_sales_job,
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=default_sensor_status(),
     description="Finds new and changed sales files and loads each affected region-day partition once per change.",
 )
 def sales_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
@@ -112,7 +113,7 @@ def sales_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZo
     job=ingest_weather_job,
     # forecasts are rewritten with every landed day: a slower tick batches them into fewer ranged runs
     minimum_interval_seconds=120,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=default_sensor_status(),
     description="Loads new or revised weather files (observations and forecasts) per region and day.",
 )
 def weather_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
@@ -138,7 +139,7 @@ def weather_landing_sensor(context: dg.SensorEvaluationContext, landing: Landing
 @dg.sensor(
     job=refresh_reference_job,
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=default_sensor_status(),
     description="Reloads products and customers when a new reference snapshot lands.",
 )
 def reference_landing_sensor(

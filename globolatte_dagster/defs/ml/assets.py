@@ -14,6 +14,7 @@ from globolatte_dagster.lib import model as Mo
 from globolatte_dagster.lib import plots
 from globolatte_dagster.lib import segments as S
 from globolatte_dagster.resources.warehouse import Warehouse
+from globolatte_dagster.settings import default_sensor_status
 
 ML_KINDS = {"scikitlearn", "pandas"}
 
@@ -187,7 +188,7 @@ ml_automation_sensor = dg.AutomationConditionSensorDefinition(
     "ml_automation_sensor",
     target=dg.AssetSelection.assets(F.CUSTOMER_FEATURES.key, S.SEGMENTS.key, ["ml", "preference_model"])
     | dg.AssetSelection.assets(["mart", "recommendations"]),
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=default_sensor_status(),
     minimum_interval_seconds=30,
     description="Refreshes features, segments, models and recommendations once new sales land (once a day per region).",
 )

@@ -8,6 +8,7 @@ import dagster as dg
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.resources.endpoint import ScoringEndpoint
 from globolatte_dagster.resources.registry import ModelRegistry
+from globolatte_dagster.settings import default_sensor_status
 
 REGISTERED_MODEL = dg.AssetKey(["ml", "registered_model"])
 
@@ -65,7 +66,7 @@ def scoring_endpoint(
 serving_automation_sensor = dg.AutomationConditionSensorDefinition(
     "serving_automation_sensor",
     target=dg.AssetSelection.assets(REGISTERED_MODEL, ["serving", "scoring_endpoint"]),
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=default_sensor_status(),
     minimum_interval_seconds=30,
     description="Registers each new preference model behind the gate, then deploys the champions.",
 )
