@@ -55,6 +55,7 @@ GOAL_SECONDS = 600
 GOAL_RSS_MB = 4096
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+ROWS_PER_RUN = 1_000_000  # sales rows per setup run (the ingestion run holds a run's rows in memory)
 
 
 # ---- child process ---------------------------------------------------------------------------------------
@@ -68,7 +69,11 @@ def _defs():
 
 
 def child_setup() -> dict:
-    """Load reference, sales and weather into the warehouse (a month per run keeps memory bounded)."""
+    """Load reference, sales and weather into the warehouse, a range of days per run.
+
+    The parent passes the days per run (`B3_DAYS_PER_RUN`) so that a run holds at most ROWS_PER_RUN sales
+    rows: memory stays bounded at 20k customers, and the small sizes pay the run start once per region.
+    """
     from globolatte_dagster.defs.partitions import region_day_key
     from globolatte_dagster.lib.contract import REGION_KEYS
 
@@ -84,10 +89,10 @@ def child_setup() -> dict:
 
     execute([["core", "products"], ["core", "customers"], ["core", "calendar"]])
     days = [START + timedelta(days=i) for i in range(DAYS)]
-    months = sorted({(x.year, x.month) for x in days})
+    per_run = max(1, int(os.environ.get("B3_DAYS_PER_RUN", "31")))
+    chunks = [[x.isoformat() for x in days[i : i + per_run]] for i in range(0, len(days), per_run)]
     for region in REGION_KEYS:
-        for y, m in months:
-            chunk = [x.isoformat() for x in days if (x.year, x.month) == (y, m)]
+        for chunk in chunks:
             tags = {
                 RANGE_START_TAG: str(region_day_key(region, chunk[0])),
                 RANGE_END_TAG: str(region_day_key(region, chunk[-1])),
@@ -182,8 +187,11 @@ def _counts() -> dict:
         conn.close()
 
 
-def _child(step: str, home: Path, landing: Path, code: Path, timeout: float) -> dict:
+def _child(
+    step: str, home: Path, landing: Path, code: Path, timeout: float, extra_env: dict | None = None
+) -> dict:
     env = {
+        **(extra_env or {}),
         **snapshot_env(code),
         "PYTHONPATH": f"{code}:{BENCH.parent}",
         "GLOBOLATTE_HOME": str(home),
@@ -229,10 +237,15 @@ def prepare(n: int, workdir: Path, code: Path) -> tuple[Path, dict, Path, dict]:
         shutil.rmtree(home)
     home.mkdir(parents=True)
     log(f"B3: loading {sim['sales_rows']:,} sales rows for {n:,} customers per region (not timed)")
-    setup = _child("setup", home, landing, code, timeout=3600)
+    rows_per_day = max(sim["rows_per_region"].values()) / DAYS
+    days_per_run = max(1, min(DAYS, int(ROWS_PER_RUN // max(rows_per_day, 1))))
+    setup = _child(
+        "setup", home, landing, code, timeout=3600, extra_env={"B3_DAYS_PER_RUN": str(days_per_run)}
+    )
     if "error" in setup:
         log(f"B3: setup failed: {setup['error']}\n{setup['stderr'][-1500:]}")
         return landing, sim, home, setup
+    setup["days_per_run"] = days_per_run
     marker.write_text(json.dumps({"params": params, **setup}))
     return landing, sim, home, setup
 

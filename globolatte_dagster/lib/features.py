@@ -68,6 +68,7 @@ def _band_counts(band_col: str, prefix: str, value: str = "1") -> str:
 # Parameters: region, first_cutoff, last_cutoff, lookback_days, recent_days, half_life_days, usd_per_unit.
 # Sales are first reduced to one row per (customer, day) or (customer, day, product), then joined to the
 # cutoffs: the point-in-time join works on daily aggregates, not on sales lines.
+CUSTOMER_FILTER = "/* customers */"  # replaced by `AND s.customer_id IN (?, ...)` for a customer sample
 _COMMON = f"""
 WITH params AS (
   SELECT CAST(? AS VARCHAR) AS region, CAST(? AS DATE) AS first_cutoff, CAST(? AS DATE) AS last_cutoff,
@@ -113,7 +114,7 @@ base AS (
   FROM raw.sales s
   JOIN params p ON s.region = p.region
   LEFT JOIN core.products pr ON pr.product_id = s.product_id
-  WHERE s.customer_id IS NOT NULL AND s.day <= p.last_cutoff
+  WHERE s.customer_id IS NOT NULL AND s.day <= p.last_cutoff {CUSTOMER_FILTER}
 )"""
 
 _TOD_DAILY = ",\n    ".join(
@@ -325,12 +326,17 @@ ORDER BY pr.cutoff, pr.product_id
 )
 
 # Parameters: region, first_day, last_day. Distinct (day, customer, product) bought by loyalty customers.
-PURCHASES_SQL = """
+PURCHASES_SQL = f"""
 SELECT DISTINCT s.day, s.customer_id, s.product_id
 FROM raw.sales s
 WHERE s.region = ? AND s.day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) AND s.customer_id IS NOT NULL
+  {CUSTOMER_FILTER}
 ORDER BY s.day, s.customer_id, s.product_id
 """
+CUSTOMER_IDS_SQL = (
+    "SELECT DISTINCT s.customer_id FROM raw.sales s WHERE s.region = ? AND s.customer_id IS NOT NULL "
+    "ORDER BY s.customer_id"
+)
 SALES_DAYS_SQL = "SELECT DISTINCT s.day FROM raw.sales s WHERE s.region = ? ORDER BY s.day"
 WEATHER_SQL = "SELECT w.day, w.temp_max_c, w.precip_mm FROM raw.weather w WHERE w.region = ? ORDER BY w.day"
 PRODUCTS_SQL = "SELECT p.product_id, p.product_name, p.category, p.price, p.serving FROM core.products p"
@@ -405,6 +411,16 @@ def run_query(query: Query, sql: str, params: Sequence[Any]) -> pd.DataFrame:
     return df
 
 
+def _for_customers(sql: str, args: list[Any], customers: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """The SQL restricted to `customers` (bound parameters, one `?` each), or unrestricted for None."""
+    if customers is None:
+        return sql, args
+    if not customers:
+        raise ValueError("an empty customer sample")
+    marks = ", ".join("?" for _ in customers)
+    return sql.replace(CUSTOMER_FILTER, f"AND s.customer_id IN ({marks})"), [*args, *map(str, customers)]
+
+
 def _as_floats(df: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
     """Every column but the keys as float64 (Snowflake answers NUMBER columns as decimals)."""
     for col in df.columns:
@@ -419,15 +435,17 @@ def customer_features(
     first_cutoff: date,
     last_cutoff: date | None = None,
     params: FeatureParams | None = None,
+    customers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per (as_of, customer) for every cutoff day in the range; guests are excluded.
 
     Customers with fewer than `min_visit_days` visit days are kept and flagged `low_history`.
+    `customers` restricts the rows to a sample of customer ids (None: every customer).
     """
     p = params or FeatureParams()
     args = _params(region, first_cutoff, last_cutoff or first_cutoff, p)
-    df = run_query(query, CUSTOMER_FEATURES_SQL, args)
-    cats = run_query(query, CUSTOMER_CATEGORY_SQL, args)
+    df = run_query(query, *_for_customers(CUSTOMER_FEATURES_SQL, args, customers))
+    cats = run_query(query, *_for_customers(CUSTOMER_CATEGORY_SQL, args, customers))
     df["category_shares"] = _category_json(cats, df)
     df["region"] = region
     df["low_history"] = df["n_visit_days"].astype("int64") < p.min_visit_days
@@ -457,9 +475,11 @@ def _category_json(cats: pd.DataFrame, df: pd.DataFrame) -> list[str]:
 def category_shares(features: pd.DataFrame) -> pd.DataFrame:
     """The JSON category shares as one column per category (`cat_<name>`), zero where absent."""
     rows = [json.loads(s) if isinstance(s, str) and s else {} for s in features["category_shares"]]
-    out = pd.DataFrame(rows, index=features.index).fillna(0.0)
-    out.columns = [f"cat_{c}" for c in out.columns]
-    return out[sorted(out.columns)]
+    names = sorted(set().union(*rows)) if rows else []
+    values = np.array([[r.get(c, 0.0) for c in names] for r in rows], dtype=float).reshape(
+        len(rows), len(names)
+    )
+    return pd.DataFrame(values, index=features.index, columns=[f"cat_{c}" for c in names])
 
 
 def customer_products(
@@ -468,10 +488,12 @@ def customer_products(
     first_cutoff: date,
     last_cutoff: date | None = None,
     params: FeatureParams | None = None,
+    customers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Purchase counts per (as_of, customer, product): all, recency weighted, by day type and temperature band."""
     p = params or FeatureParams()
-    df = run_query(query, CUSTOMER_PRODUCT_SQL, _params(region, first_cutoff, last_cutoff or first_cutoff, p))
+    args = _params(region, first_cutoff, last_cutoff or first_cutoff, p)
+    df = run_query(query, *_for_customers(CUSTOMER_PRODUCT_SQL, args, customers))
     return _as_floats(df, keep=("as_of", "customer_id", "product_id"))
 
 
@@ -490,9 +512,17 @@ def product_popularity(
     return _as_floats(df, keep=("as_of", "product_id"))
 
 
-def purchases(query: Query, region: str, first_day: date, last_day: date) -> pd.DataFrame:
-    """Distinct (day, customer_id, product_id) bought by loyalty customers in the range."""
-    return run_query(query, PURCHASES_SQL, [region, first_day.isoformat(), last_day.isoformat()])
+def purchases(
+    query: Query, region: str, first_day: date, last_day: date, customers: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Distinct (day, customer_id, product_id) bought by loyalty customers (or a sample of them) in the range."""
+    args = [region, first_day.isoformat(), last_day.isoformat()]
+    return run_query(query, *_for_customers(PURCHASES_SQL, args, customers))
+
+
+def customer_ids(query: Query, region: str) -> list[str]:
+    """Every loyalty customer id with a sale in the region, sorted."""
+    return [str(c) for c in run_query(query, CUSTOMER_IDS_SQL, [region])["customer_id"]]
 
 
 def sales_days(query: Query, region: str) -> list[date]:

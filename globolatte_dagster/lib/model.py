@@ -428,7 +428,17 @@ class TrainParams:
     max_leaf_nodes: int = 31
     min_samples_leaf: int = 40
     l2_regularization: float = 1.0
-    negative_sample: float = 0.25  # share of never-bought candidates kept in training rows (weighted back)
+    # Share of never-bought candidates kept in training rows, weighted back. 1.0 keeps every row unweighted:
+    # with sample weights scikit-learn's binning takes a weighted percentile per bin edge (~14 s a fit
+    # at 200k rows), more than the booster itself; the customer sample below bounds the rows instead.
+    negative_sample: float = 1.0
+    # Customers whose training and hold-out rows are built (a seeded sample of the region's loyalty
+    # customers; every customer when there are fewer). It bounds the feature history (cutoffs x
+    # customers x products) and the booster's rows, whatever the size of the region.
+    sample_customers: int = 1000
+    # Buyers per training day whose rows the booster learns from (a seeded sample of the day's buyers;
+    # 0: all). The hold-out evaluation always uses every buyer of the customer sample.
+    train_buyers_per_day: int = 200
     seed: int = 0
     k: int = 3
     threads: int = 1  # OpenMP threads of the booster: one is fastest on small shared machines
@@ -458,15 +468,17 @@ class FeatureHistory:
         last_cutoff: date,
         params: F.FeatureParams,
         sales_days: list[date] | None = None,
+        customers: Sequence[str] | None = None,
     ) -> FeatureHistory:
+        """`customers`: only these customers' rows (None: all); popularity always counts every sale."""
         t0 = time.perf_counter()
         days = sales_days if sales_days is not None else F.sales_days(query, region)
         return cls(
             region=region,
-            cf=F.customer_features(query, region, first_cutoff, last_cutoff, params),
-            cp=F.customer_products(query, region, first_cutoff, last_cutoff, params),
+            cf=F.customer_features(query, region, first_cutoff, last_cutoff, params, customers),
+            cp=F.customer_products(query, region, first_cutoff, last_cutoff, params, customers),
             pop=F.product_popularity(query, region, first_cutoff, last_cutoff, params),
-            purchases=F.purchases(query, region, first_cutoff, last_cutoff + timedelta(days=1)),
+            purchases=F.purchases(query, region, first_cutoff, last_cutoff + timedelta(days=1), customers),
             weather=F.weather(query, region),
             catalogue=F.products(query),
             sales_days=days,
@@ -514,9 +526,17 @@ class DayRows:
 
 
 def day_rows(
-    history: FeatureHistory, day: date, segmenter: Segmenter | None, book: WeatherBook
+    history: FeatureHistory,
+    day: date,
+    segmenter: Segmenter | None,
+    book: WeatherBook,
+    max_buyers: int = 0,
+    seed: int = 0,
 ) -> DayRows | None:
-    """Rows for the customers who bought on `day`, with features as of the day before."""
+    """Rows for the customers who bought on `day`, with features as of the day before.
+
+    `max_buyers` > 0 keeps a seeded sample of that many of the day's buyers (training rows only).
+    """
     cutoff = day - timedelta(days=1)
     cf, _, _ = history.at(cutoff)
     segments = None
@@ -530,6 +550,9 @@ def day_rows(
     customers = sorted(bought)
     if not customers:
         return None
+    if 0 < max_buyers < len(customers):
+        rng = np.random.default_rng([seed, day.toordinal()])
+        customers = sorted(customers[i] for i in rng.choice(len(customers), max_buyers, replace=False))
     idx = np.array([snap.index.get(c, -1) for c in customers], dtype=np.int64)
     ctx = [book.context(history.region, day, known_until=day)] * len(customers)
     x, basis = design(snap, idx, ctx)
@@ -544,10 +567,13 @@ def day_rows(
 def fit_estimator(rows: Sequence[DayRows], p: TrainParams) -> HistGradientBoostingClassifier:
     x = np.concatenate([r.x for r in rows])
     y = np.concatenate([r.label for r in rows])
-    never = x[:, FEATURE_NAMES.index("cp_log_n")] == 0
-    rng = np.random.default_rng(p.seed)
-    keep = (~never) | (y == 1) | (rng.random(len(y)) < p.negative_sample)
-    weight = np.where(never & (y == 0), 1.0 / p.negative_sample, 1.0)
+    if p.negative_sample >= 1.0:
+        keep, weight = slice(None), None
+    else:
+        never = x[:, FEATURE_NAMES.index("cp_log_n")] == 0
+        rng = np.random.default_rng(p.seed)
+        keep = (~never) | (y == 1) | (rng.random(len(y)) < p.negative_sample)
+        weight = np.where(never & (y == 0), 1.0 / p.negative_sample, 1.0)[keep]
     if y[keep].min() == y[keep].max():
         raise ValueError("training rows have a single class: not enough sales to learn from")
     est = HistGradientBoostingClassifier(
@@ -560,7 +586,7 @@ def fit_estimator(rows: Sequence[DayRows], p: TrainParams) -> HistGradientBoosti
         random_state=p.seed,
     )
     with threadpool_limits(limits=p.threads, user_api="openmp"):
-        return est.fit(x[keep], y[keep], sample_weight=weight[keep])
+        return est.fit(x[keep], y[keep], sample_weight=weight)
 
 
 def _scores(est: HistGradientBoostingClassifier, x: np.ndarray, n_products: int) -> np.ndarray:
@@ -765,6 +791,15 @@ class TrainingResult:
     timings: dict[str, float]
 
 
+def sample_customers(customers: Sequence[str], n: int, seed: int) -> list[str] | None:
+    """A seeded sample of `n` customer ids, sorted (None when there are no more than `n`: use all)."""
+    if n <= 0 or len(customers) <= n:
+        return None
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(customers), size=n, replace=False)
+    return sorted(str(customers[i]) for i in pick)
+
+
 def _split(days: list[date], p: TrainParams) -> tuple[list[date], list[date], list[date]]:
     """(evaluation training days, hold-out days, serving training days) from the landed sales days."""
     days = sorted(days)
@@ -801,9 +836,14 @@ def train_region(
     days = F.sales_days(query, region)
     train, holdout, serve = _split(days, p)
     last = days[-1]
-    history = FeatureHistory.load(query, region, train[0] - timedelta(days=1), last, fp, days)
+    everyone = F.customer_ids(query, region)
+    sample = sample_customers(everyone, p.sample_customers, p.seed)
+    history = FeatureHistory.load(query, region, train[0] - timedelta(days=1), last, fp, days, sample)
     timings["feature_sql_s"] = history.seconds
-    say(f"{region}: features for {len(train) + len(holdout) + 1} cutoffs in {history.seconds:.1f}s")
+    say(
+        f"{region}: features of {len(sample or everyone):,} of {len(everyone):,} customers for "
+        f"{len(train) + len(holdout) + 1} cutoffs in {history.seconds:.1f}s"
+    )
     book = WeatherBook.from_frame(history.weather)
     k_segments = max(int(segments["segment"].nunique()), 2) if len(segments) else None
 
@@ -811,7 +851,7 @@ def train_region(
         train_days = list(train_days)
         cf0, _, _ = history.at(train_days[0] - timedelta(days=1))
         seg = fit_segments(cf0, seed=p.seed, k=k_segments, n_init=4) if len(cf0) >= 4 else None
-        out = [day_rows(history, d, seg, book) for d in train_days]
+        out = [day_rows(history, d, seg, book, p.train_buyers_per_day, p.seed) for d in train_days]
         return seg, [r for r in out if r is not None]
 
     t = time.perf_counter()
@@ -829,7 +869,9 @@ def train_region(
     seg_series = pd.Series(
         segments["segment"].astype(int).to_numpy(), index=segments["customer_id"].astype(str).to_numpy()
     )
-    snap = history.snapshot(last, seg_series)
+    # The serving snapshot holds every customer: one cutoff, so it costs what the features asset costs.
+    full = history if sample is None else FeatureHistory.load(query, region, last, last, fp, days)
+    snap = full.snapshot(last, seg_series)
     timings["refit_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     names = dict(
@@ -843,6 +885,9 @@ def train_region(
         **{k: v for k, v in evaluation.items() if k not in ("per_day", "per_segment")},
         "train_days": [train[0].isoformat(), train[-1].isoformat()],
         "holdout_days": [holdout[0].isoformat(), holdout[-1].isoformat()],
+        "region_customers": len(everyone),
+        "sample_customers": len(sample or everyone),
+        "train_buyer_days": int(sum(len(r.customers) for r in train_rows)),
         "train_rows": int(sum(len(r.label) for r in train_rows)),
         "serving_train_rows": int(sum(len(r.label) for r in serve_rows)),
         "products": len(snap.products),

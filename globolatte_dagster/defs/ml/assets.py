@@ -111,7 +111,9 @@ class PreferenceModelConfig(dg.Config):
     max_leaf_nodes: int = 31
     min_samples_leaf: int = 40
     l2_regularization: float = 1.0
-    negative_sample: float = 0.25
+    negative_sample: float = 1.0  # 1.0: every candidate row, unweighted (see lib.model.TrainParams)
+    sample_customers: int = 1000  # customers whose training and hold-out rows are built (seeded sample)
+    train_buyers_per_day: int = 200  # buyers per training day the booster learns from (seeded sample)
     seed: int = 0
     k: int = 3
     lookback_days: int = 180
@@ -168,6 +170,10 @@ def preference_model(
             "beats_repeat": ev[f"hit_rate_at_{k}_model"] > ev[f"hit_rate_at_{k}_repeat"],
             "coverage": dg.MetadataValue.float(round(ev["coverage"], 4)),
             "holdout_buyer_days": ev["holdout_buyer_days"],
+            "sample_customers": m["sample_customers"],
+            "region_customers": m["region_customers"],
+            "train_buyer_days": m["train_buyer_days"],
+            "train_rows": m["train_rows"],
             "metrics_table": dg.MetadataValue.md(plots.markdown_table(table)),
             "per_segment": dg.MetadataValue.md(plots.markdown_table(pd.DataFrame(ev["per_segment"]))),
             "per_day": dg.MetadataValue.md(plots.markdown_table(pd.DataFrame(ev["per_day"]))),
