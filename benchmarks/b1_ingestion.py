@@ -492,6 +492,17 @@ def profile(landing: Path, region: str, days: list[str], code: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def prepare(quick: bool = False) -> None:
+    """Generate the simulated landing zone (cached under benchmarks/.work; not part of the timings)."""
+    simulated(
+        "b1_quick" if quick else "b1_full",
+        CUSTOMERS,
+        SIZES["quick" if quick else "full"]["days"],
+        REGION_KEYS,
+        START,
+    )
+
+
 # ---- the benchmark -------------------------------------------------------------------------------------
 def run(quick: bool = False) -> dict:
     size = SIZES["quick" if quick else "full"]

@@ -211,6 +211,13 @@ def measure(zone: LandingZone, end: date, n_files: int) -> dict:
     }
 
 
+def prepare(quick: bool = False) -> None:
+    """Write the local landing folders (cached under benchmarks/.work; Azurite is filled by each run)."""
+    end = date.today() - timedelta(days=1)
+    for n in SIZES["quick" if quick else "full"]:
+        local_zone(n, end)
+
+
 def run(quick: bool = False) -> dict:
     sizes = SIZES["quick" if quick else "full"]
     m = machine()

@@ -221,7 +221,7 @@ def _child(
 
 
 # ---- the benchmark -------------------------------------------------------------------------------------
-def prepare(n: int, workdir: Path, code: Path) -> tuple[Path, dict, Path, dict]:
+def prepare_size(n: int, workdir: Path, code: Path) -> tuple[Path, dict, Path, dict]:
     """Simulated data and a loaded warehouse for `n` customers per region (reused while unchanged)."""
     from globolatte_dagster.lib.contract import REGION_KEYS
 
@@ -266,6 +266,13 @@ def _merged(results: list[dict], quick: bool) -> list[dict]:
     return sorted([*earlier, *results], key=lambda r: r["customers_per_region"])
 
 
+def prepare(quick: bool = False) -> None:
+    """Simulate and load the warehouse of each size (cached under benchmarks/.work; the setup is not timed)."""
+    code = code_snapshot(WORK / "b3" / "code")
+    for n in SIZES["quick" if quick else "full"]:
+        prepare_size(n, WORK / "b3", code)
+
+
 def run(quick: bool = False, sizes: list[int] | None = None, merge: bool = False) -> dict:
     """`sizes` overrides the mode's sizes (a partial full run; the result records which sizes ran);
     `merge` keeps the other sizes of the previous result file."""
@@ -278,7 +285,7 @@ def run(quick: bool = False, sizes: list[int] | None = None, merge: bool = False
     code = code_snapshot(workdir / "code")
     results = []
     for n in sizes:
-        landing, sim, home, setup = prepare(n, workdir, code)
+        landing, sim, home, setup = prepare_size(n, workdir, code)
         if "error" in setup:
             results.append({"customers_per_region": n, **setup})
             continue
