@@ -8,6 +8,7 @@ absolute times are noisy. Times come from `time.perf_counter`; peak memory from 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -202,6 +203,13 @@ def code_snapshot(dest: Path) -> Path:
     import globolatte_dagster
 
     source = Path(globolatte_dagster.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for f in sorted(source.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            digest.update(str(f.relative_to(source)).encode() + b"\0" + f.read_bytes())
+    marker = dest / ".snapshot-sha256"
+    if marker.exists() and marker.read_text() == digest.hexdigest():
+        return dest  # the same code, already copied and checked (by this run's prepare phase)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -216,6 +224,7 @@ def code_snapshot(dest: Path) -> Path:
     )
     if check.returncode != 0:
         raise RuntimeError(f"the project snapshot does not load: {check.stderr[-2000:]}")
+    marker.write_text(digest.hexdigest())
     return dest
 
 
