@@ -278,24 +278,6 @@ class BenchServer(DagsterServer):
             {"id": run_id},
         )["runOrError"]
 
-    def launch_job(self, job: str) -> str:
-        data = self.gql(
-            """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
-                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-            {
-                "p": {
-                    "selector": {
-                        "repositoryLocationName": LOCATION,
-                        "repositoryName": REPOSITORY,
-                        "jobName": job,
-                    }
-                }
-            },
-        )["launchRun"]
-        if data["__typename"] != "LaunchRunSuccess":
-            raise RuntimeError(f"launchRun {job} failed: {data}")
-        return data["run"]["runId"]
-
     def wait_backfill(self, backfill_id: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         status = self.backfill_status(backfill_id)
