@@ -15,7 +15,6 @@ load path in one process (read, parse, validate, frame, write) and keeps cProfil
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import io
 import json
@@ -29,13 +28,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
-import httpx
 
 from benchmarks.common import (
     BENCH,
     REPO,
     WORK,
     TreeSampler,
+    child_env,
     code_snapshot,
     log,
     machine,
@@ -166,14 +165,7 @@ def reference_home(landing: Path, workdir: Path, code: Path) -> Path:
         shutil.rmtree(template)
     (template / "dagster_home").mkdir(parents=True)
     shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", template / "dagster_home" / "dagster.yaml")
-    env = {
-        **snapshot_env(code),
-        "PYTHONPATH": f"{code}:{BENCH.parent}",
-        "GLOBOLATTE_HOME": str(template),
-        "GLOBOLATTE_LANDING": str(landing),
-        "GLOBOLATTE_ENV": "local",
-        "DAGSTER_HOME": str(template / "dagster_home"),
-    }
+    env = child_env(code, template, landing)
     cmd = [sys.executable, "-m", "benchmarks.b1_ingestion", "--load-reference"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=code, env=env)
     if proc.returncode != 0:
@@ -200,31 +192,8 @@ class BenchServer(DagsterServer):
     """
 
     def __init__(self, home: Path, code: Path, env: dict[str, str] | None = None) -> None:
-        super().__init__(home, {**(env or {}), "PYTHONPATH": str(code)})
+        super().__init__(home, {**(env or {}), "PYTHONPATH": str(code)}, cwd=code)
         self.code = code
-
-    def start(self, timeout: float = 300) -> BenchServer:
-        dagster = Path(sys.executable).parent / "dagster"
-        self.proc = subprocess.Popen(
-            [str(dagster), "dev", "-m", LOCATION, "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=self.code,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited ({self.proc.returncode}); see {self.log.name}")
-            with contextlib.suppress(httpx.HTTPError):
-                status = self.location_status()
-                if status == "LOADED":
-                    return self
-                if status == "ERROR":
-                    raise RuntimeError(f"code location failed to load: {self.location_error()}")
-            time.sleep(1)
-        raise TimeoutError(f"dagster dev did not load in {timeout}s; see {self.log.name}")
 
     def stop_all_sensors(self) -> list[str]:
         """Stop every sensor (the landing sensors and the automation sensor): only we launch runs."""

@@ -22,9 +22,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from benchmarks.common import (
-    BENCH,
     WORK,
     TreeSampler,
+    child_env,
     code_snapshot,
     exponent,
     log,
@@ -32,7 +32,6 @@ from benchmarks.common import (
     machine_line,
     md_table,
     simulated,
-    snapshot_env,
     write_result,
 )
 
@@ -190,15 +189,7 @@ def _counts() -> dict:
 def _child(
     step: str, home: Path, landing: Path, code: Path, timeout: float, extra_env: dict | None = None
 ) -> dict:
-    env = {
-        **(extra_env or {}),
-        **snapshot_env(code),
-        "PYTHONPATH": f"{code}:{BENCH.parent}",
-        "GLOBOLATTE_HOME": str(home),
-        "GLOBOLATTE_LANDING": str(landing),
-        "GLOBOLATTE_ENV": "local",
-        "DAGSTER_HOME": str(home / "dagster_home"),
-    }
+    env = {**(extra_env or {}), **child_env(code, home, landing)}
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.b3_ml", "--child", step]
     t0 = time.perf_counter()

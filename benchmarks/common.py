@@ -232,6 +232,18 @@ def snapshot_env(dest: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(dest)}
 
 
+def child_env(code: Path, home: Path, landing: Path) -> dict[str, str]:
+    """Environment of a benchmark child process: the code snapshot, a local home and a landing zone."""
+    return {
+        **snapshot_env(code),
+        "PYTHONPATH": f"{code}:{BENCH.parent}",
+        "GLOBOLATTE_HOME": str(home),
+        "GLOBOLATTE_LANDING": str(landing),
+        "GLOBOLATTE_ENV": "local",
+        "DAGSTER_HOME": str(home / "dagster_home"),
+    }
+
+
 # ---- Azurite ------------------------------------------------------------------------------------------
 AZURITE_BLOB = REPO / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"

@@ -25,8 +25,9 @@ def free_port() -> int:
 
 
 class DagsterServer:
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT) -> None:
         self.home = home
+        self.cwd = cwd  # the benchmarks run a snapshot of the package from its own folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dagster_home = home / "dagster_home"
@@ -46,7 +47,7 @@ class DagsterServer:
         dagster = Path(sys.executable).parent / "dagster"
         self.proc = subprocess.Popen(
             [str(dagster), "dev", "-m", LOCATION, "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
