@@ -534,7 +534,7 @@ def prepare(quick: bool = False) -> None:
     mode = "quick" if quick else "full"
     landing, _ = simulated(f"b1_{mode}", CUSTOMERS, SIZES[mode]["days"], REGION_KEYS, START)
     workdir = WORK / "b1" / mode
-    reference_home(landing, workdir, code_snapshot(workdir / "code"))
+    reference_home(landing, workdir, code_snapshot())
 
 
 # ---- the benchmark -------------------------------------------------------------------------------------
@@ -554,7 +554,7 @@ def run(quick: bool = False) -> dict:
     log(
         f"B1: floor {floors['three_regions']['seconds']} s (3 regions), {floors['one_region']['seconds']} s (1)"
     )
-    code = code_snapshot(workdir / "code")
+    code = code_snapshot()
     prof: dict = {}
     if size.get("profile", True):
         log("B1: profile of the load path for one region")

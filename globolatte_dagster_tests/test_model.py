@@ -6,6 +6,7 @@ import io
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import joblib
 import numpy as np
@@ -125,6 +126,23 @@ def test_training_rows_use_no_data_after_their_cutoff(small, tmp_path):
     x, _ = Mo.design(snap, idx, [book.context("america", d, known_until=d)] * len(idx))
     np.testing.assert_array_equal(snap.products, rows.snapshot.products)
     np.testing.assert_allclose(x, rows.x)
+
+
+def test_the_booster_learns_the_same_model_with_one_or_two_threads():
+    """`PreferenceModelConfig.threads` only changes the speed: the scores are identical."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for _ in range(4):
+        x = rng.normal(size=(3_000, len(Mo.FEATURE_NAMES))).astype(np.float32)
+        label = (x[:, 0] + x[:, 1] * x[:, 2] + rng.normal(size=len(x)) > 1.0).astype(np.int8)
+        rows.append(SimpleNamespace(x=x, label=label))
+    probe = rng.normal(size=(500, len(Mo.FEATURE_NAMES))).astype(np.float32)
+    one, two = (
+        Mo.fit_estimator(rows, Mo.TrainParams(max_iter=30, threads=t)).predict_proba(probe)[:, 1]
+        for t in (1, 2)
+    )
+    np.testing.assert_array_equal(one, two)
+    assert one.std() > 0.05  # a model that learned something, not a constant
 
 
 _FRAMES: dict[str, dict] = {}

@@ -21,19 +21,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import holidays
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
-from threadpoolctl import threadpool_limits
 
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib import metrics as M
 from globolatte_dagster.lib.contract import REGIONS, ContractError, parse_day
 from globolatte_dagster.lib.reference import season
 from globolatte_dagster.lib.segments import Segmenter, fit_segments
+
+if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted or scores (see lib/plots.py)
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 SEASONS = ("winter", "spring", "summer", "autumn")
 CP_COLS = (
@@ -576,6 +577,9 @@ def fit_estimator(rows: Sequence[DayRows], p: TrainParams) -> HistGradientBoosti
         weight = np.where(never & (y == 0), 1.0 / p.negative_sample, 1.0)[keep]
     if y[keep].min() == y[keep].max():
         raise ValueError("training rows have a single class: not enough sales to learn from")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
     est = HistGradientBoostingClassifier(
         max_iter=p.max_iter,
         learning_rate=p.learning_rate,
@@ -590,6 +594,8 @@ def fit_estimator(rows: Sequence[DayRows], p: TrainParams) -> HistGradientBoosti
 
 
 def _scores(est: HistGradientBoostingClassifier, x: np.ndarray, n_products: int) -> np.ndarray:
+    from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=1, user_api="openmp"):
         proba = est.predict_proba(x)[:, 1]
     return np.round(proba, 6).reshape(-1, n_products)

@@ -1,4 +1,8 @@
-"""PNG plots for asset metadata (Markdown with a base64 data URI), drawn on matplotlib Figures (no pyplot)."""
+"""PNG plots for asset metadata (Markdown with a base64 data URI), drawn on matplotlib Figures (no pyplot).
+
+matplotlib and scikit-learn are imported where a plot is drawn: every run worker loads the definitions
+(this module among them), and most runs, ingestion ones, draw no plot.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from sklearn.decomposition import PCA
 
 
 def png(fig: Any) -> bytes:
@@ -38,6 +40,9 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
 
 def segments_plot(scaled: np.ndarray, segments: np.ndarray, profiles: pd.DataFrame, seed: int = 0) -> bytes:
     """Customers on the first two principal components, coloured by segment; serving mix per segment."""
+    from matplotlib.figure import Figure
+    from sklearn.decomposition import PCA
+
     fig = Figure(figsize=(11, 4.2))
     ax1, ax2 = fig.subplots(1, 2)
     if len(scaled) >= 2 and scaled.shape[1] >= 2:
@@ -62,6 +67,8 @@ def segments_plot(scaled: np.ndarray, segments: np.ndarray, profiles: pd.DataFra
 
 def model_plot(evaluation: dict[str, Any], k: int = 3) -> bytes:
     """Hit rate@k of the model and both baselines: overall, per hold-out day and per segment."""
+    from matplotlib.figure import Figure
+
     names = ("model", "repeat", "popularity")
     fig = Figure(figsize=(14, 4))
     axes = fig.subplots(1, 3)

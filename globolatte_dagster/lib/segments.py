@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, silhouette_score
-from sklearn.preprocessing import StandardScaler
 
 from globolatte_dagster.lib.features import TIME_OF_DAY, category_shares
 from globolatte_dagster.lib.schema import Column, Table, register
+
+if TYPE_CHECKING:  # scikit-learn and SciPy are imported where they fit (see lib/plots.py)
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
 
 SEGMENTS = register(
     Table(
@@ -117,6 +118,10 @@ def fit_segments(
     cost of k-means grows with rows x k x n_init; the centres of 5,000 customers are stable); every
     customer is then assigned with `Segmenter.assign`.
     """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+    from sklearn.preprocessing import StandardScaler
+
     fit_rows = features[~features["low_history"].astype(bool)] if "low_history" in features else features
     if len(fit_rows) < 4:
         fit_rows = features
@@ -150,6 +155,8 @@ def align_to_previous(segmenter: Segmenter, current: pd.DataFrame, previous: pd.
 
     `current`, `previous`: customer_id, segment. Returns the mapping applied (old id -> new id).
     """
+    from scipy.optimize import linear_sum_assignment
+
     shared = current.merge(previous, on="customer_id", suffixes=("", "_prev"))
     k = segmenter.k
     if shared.empty:
@@ -169,6 +176,8 @@ def align_to_previous(segmenter: Segmenter, current: pd.DataFrame, previous: pd.
 
 def stability(current: pd.DataFrame, previous: pd.DataFrame | None) -> tuple[float | None, int]:
     """Adjusted Rand index between two assignments on the customers both share (None without overlap)."""
+    from sklearn.metrics import adjusted_rand_score
+
     if previous is None or previous.empty:
         return None, 0
     shared = current.merge(previous, on="customer_id", suffixes=("", "_prev"))
@@ -179,6 +188,8 @@ def stability(current: pd.DataFrame, previous: pd.DataFrame | None) -> tuple[flo
 
 def persona_agreement(segments: pd.DataFrame, personas: pd.DataFrame) -> tuple[float | None, int]:
     """Adjusted Rand index against planted personas (simulator ground truth: customer_id, persona)."""
+    from sklearn.metrics import adjusted_rand_score
+
     shared = segments.merge(personas[["customer_id", "persona"]], on="customer_id")
     if len(shared) < 2:
         return None, len(shared)

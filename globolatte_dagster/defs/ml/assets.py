@@ -116,6 +116,9 @@ class PreferenceModelConfig(dg.Config):
     train_buyers_per_day: int = 200  # buyers per training day the booster learns from (seeded sample)
     seed: int = 0
     k: int = 3
+    # OpenMP threads of the booster's fits. The fitted model is the same for any count (histograms are
+    # built per feature); 1 suits a machine that runs several runs at once, the core count a lone run.
+    threads: int = 1
     lookback_days: int = 180
     recent_days: int = 28
     half_life_days: float = 14.0
