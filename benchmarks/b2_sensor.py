@@ -244,17 +244,7 @@ def run(quick: bool = False) -> dict:
             log(f"B2: Azurite {files:,}: tick {r['tick_seconds']} s, baseline {r['baseline_seconds']} s")
             zone._container().delete_container()
             zone.close()
-    summary = {}
-    for backend, rows in results.items():
-        if len(rows) >= 2:
-            a, b = rows[0], rows[-1]
-            summary[backend] = {
-                "tick_exponent": exponent(a["files"], a["tick_seconds"], b["files"], b["tick_seconds"]),
-                "baseline_exponent": exponent(
-                    a["files"], a["baseline_seconds"], b["files"], b["baseline_seconds"]
-                ),
-                "tick_growth_smallest_to_largest": round(b["tick_seconds"] / a["tick_seconds"], 2),
-            }
+    summary = scaling(results)
     largest = {backend: rows[-1] for backend, rows in results.items()}
     goals = {
         f"{backend}_tick_under_{GOAL_TICK_S:g}s_at_{r['files']:,}_files": r["tick_seconds"] < GOAL_TICK_S
@@ -282,6 +272,33 @@ def run(quick: bool = False) -> dict:
     }
     write_result(NAME, quick, payload, markdown(payload))
     return payload
+
+
+def scaling(results: dict[str, list[dict]]) -> dict:
+    """Growth from the smallest to the largest size: the tick, the full listing, and the backend's own cost
+    per listing call (what a tick is made of: the same number of calls at every size)."""
+    summary = {}
+    for backend, rows in results.items():
+        if len(rows) >= 2:
+            a, b = rows[0], rows[-1]
+            summary[backend] = {
+                "tick_exponent": exponent(a["files"], a["tick_seconds"], b["files"], b["tick_seconds"]),
+                "baseline_exponent": exponent(
+                    a["files"], a["baseline_seconds"], b["files"], b["baseline_seconds"]
+                ),
+                "tick_growth_smallest_to_largest": round(b["tick_seconds"] / a["tick_seconds"], 2),
+                "listing_calls": [a["listing_calls"], b["listing_calls"]],
+                "listed_objects": [a["listed_objects"], b["listed_objects"]],
+                "seconds_per_listing_call_growth": round(
+                    b["seconds_per_listing_call"] / a["seconds_per_listing_call"], 2
+                ),
+                "one_day_listing_growth": round(
+                    b["call_breakdown_median_s"]["list_files_day_s"]
+                    / max(a["call_breakdown_median_s"]["list_files_day_s"], 1e-4),
+                    2,
+                ),
+            }
+    return summary
 
 
 def markdown(p: dict) -> str:
@@ -327,6 +344,14 @@ def markdown(p: dict) -> str:
     scaling = "; ".join(
         f"{b}: tick x{s['tick_growth_smallest_to_largest']} from smallest to largest "
         f"(exponent {s['tick_exponent']:.2f}; full listing exponent {s['baseline_exponent']:.2f})"
+        + (
+            f", with {s['listing_calls'][0]} → {s['listing_calls'][1]} listing calls and "
+            f"{s['listed_objects'][0]:,} → {s['listed_objects'][1]:,} listed objects, while the backend's "
+            f"time per listing call grew x{s['seconds_per_listing_call_growth']} (the same 35-file day "
+            f"listing: x{s['one_day_listing_growth']})"
+            if "listing_calls" in s
+            else ""
+        )
         for b, s in p["scaling"].items()
     )
     goals = "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in p["goals"].items())
