@@ -80,6 +80,8 @@ def child_setup() -> dict:
     (`lib.schema` DDL), the same column order. A run holds at most ROWS_PER_RUN sales rows
     (`B3_DAYS_PER_RUN`), as a backfill run would.
     """
+    import pandas as pd
+
     from globolatte_dagster import settings
     from globolatte_dagster.defs.ingestion.assets import landed_objects, landed_sales
     from globolatte_dagster.lib.contract import REGION_KEYS
@@ -134,8 +136,6 @@ def child_setup() -> dict:
                 except FileRejected:
                     counts["weather_unusable"] += 1  # as the asset does: reported, not loaded
             if frames:
-                import pandas as pd
-
                 counts["weather"] += insert(WEATHER, pd.concat(frames, ignore_index=True))
     finally:
         conn.close()
