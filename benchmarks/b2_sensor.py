@@ -44,9 +44,12 @@ from globolatte_dagster.resources.landing import LandingZone, LocalLandingZone
 NAME = "b2_sensor"
 FILES_PER_DAY = 35  # store files per region and day
 SIZES = {"full": [1_000, 10_000, 100_000], "quick": [1_000]}
-# Azurite (in memory) takes ~200 uploads/s up to 10k blobs, then slows down as the container grows: an
-# upload of 100k blobs had not finished after 17 minutes (2026-11-26), and the emulator no longer answered
-# a listing within 90 s. The 100k figure comes from the local folder.
+# Azurite stops at 10k. Filling a 100k container works (200-300 uploads/s: 398 and 493 s on 2026-11-26),
+# but the measurement that followed failed: after ~5 minutes of the cold tick's listings, one request
+# exceeded the 60 s read timeout (an earlier attempt: no answer to a listing within 90 s). Likely cause,
+# not proven: the emulator's blob GC, which runs every 10 minutes (`DEFAULT_GC_INTERVAL_MS`, not
+# configurable) and whose first run fell due 16 s after the upload ended. Measured by hand on a fresh
+# emulator at 99,960 blobs: one region's day folders 1.46 s, one day's 35 files 0.07 s.
 AZURITE_SIZES = {"full": [1_000, 10_000], "quick": [1_000]}
 ROUNDS = 3
 GOAL_TICK_S = 2.0
@@ -145,6 +148,15 @@ def _full_listing(zone: LandingZone, previous: dict[str, str]) -> tuple[float, d
 def measure(zone: LandingZone, end: date, n_files: int) -> dict:
     """Cold tick, then ROUNDS rounds of 3 new files: sensor tick vs full listing."""
     instance = _instance()
+    try:
+        return _measure(zone, end, n_files, instance)
+    finally:
+        # closed here, in its own thread: left to the garbage collector, the ephemeral instance's SQLite
+        # connections were closed from the upload threads, which SQLite refuses (noise in the log)
+        instance.dispose()
+
+
+def _measure(zone: LandingZone, end: date, n_files: int, instance: dg.DagsterInstance) -> dict:
     last_day = date.today() + timedelta(days=7)  # the sensor's own partition window
     cold_s, first = _sensor_tick(zone, instance, None)
     cursor = first["cursor"]
