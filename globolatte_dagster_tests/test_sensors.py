@@ -6,6 +6,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import pytest
 
 from globolatte_dagster.defs.ingestion import sensors as sensors_module
 from globolatte_dagster.defs.ingestion.sensors import (
@@ -204,8 +205,6 @@ def test_a_day_landing_in_every_region_is_one_run_per_region(landing):
 
 def test_automation_off_starts_every_sensor_stopped(monkeypatch):
     import importlib
-
-    import pytest
 
     from globolatte_dagster.defs.serving import assets as serving_assets
 

@@ -68,27 +68,14 @@ class DuckDBWarehouse(Warehouse):
 
     database: str
     lock_timeout_s: float = 120.0
-    # DuckDB settings of each connection; empty / 0 keep DuckDB's defaults (80% of RAM, one thread a core).
-    memory_limit: str = ""
-    threads: int = 0
 
     @property
     def dialect(self) -> str:
         return "duckdb"
 
-    def _config(self) -> dict:
-        config: dict = {}
-        if self.memory_limit:
-            config["memory_limit"] = self.memory_limit
-        if self.threads > 0:
-            config["threads"] = self.threads
-        return config
-
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = connect_duckdb(
-            self.database, read_only=read_only, lock_timeout_s=self.lock_timeout_s, config=self._config()
-        )
+        conn = connect_duckdb(self.database, read_only=read_only, lock_timeout_s=self.lock_timeout_s)
         try:
             yield conn
         finally:
