@@ -122,7 +122,7 @@ def _summary(latencies: list[float], errors: int, seconds: float, per_call: int,
 
 def in_process(models: dict[str, Any], pool: list[dict], per_call: int, seconds: float) -> dict:
     """Baseline: the models' own `recommend`, no HTTP, one caller."""
-    from globolatte_dagster.lib.model import recommend
+    from globolatte_dagster.lib.recommend.scoring import recommend
 
     latencies, errors, i = [], 0, 0
     t_end = time.perf_counter() + seconds

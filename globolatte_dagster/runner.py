@@ -143,7 +143,7 @@ def print_summary(summary: RunSummary, instance: dg.DagsterInstance, warehouse, 
 
 
 def metrics_lines(instance: dg.DagsterInstance) -> list[str]:
-    """Hit rate@3 of the model and both baselines per region, from the model's latest materialisations."""
+    """Per region: the champion candidate's hold-out hit rate@3 beside the best baseline's, from the tournament."""
     key = dg.AssetKey(["ml", "preference_model"])
     lines = []
     for region in contract.REGION_KEYS:
@@ -153,15 +153,17 @@ def metrics_lines(instance: dg.DagsterInstance) -> list[str]:
         if not recs or recs[0].asset_materialization is None:
             continue
         meta = recs[0].asset_materialization.metadata
-        vals = [
-            meta.get(k) for k in ("hit_rate_at_3_model", "hit_rate_at_3_repeat", "hit_rate_at_3_popularity")
-        ]
         if not lines:
             lines += [
                 "",
-                f"{'region':<10} {'model':>8} {'repeat':>8} {'popularity':>11}   hit rate@3 on the time-based hold-out",
+                f"{'region':<10} {'champion':<16} {'hit@3':>7} {'best baseline':<14} {'hit@3':>7}   on the time-based hold-out",
             ]
-        lines.append(f"{region:<10} " + " ".join(f"{_num(v):>8}" for v in vals[:2]) + f" {_num(vals[2]):>11}")
+        champion = str(getattr(meta.get("champion"), "value", "-"))
+        baseline = str(getattr(meta.get("best_baseline"), "value", "-"))
+        lines.append(
+            f"{region:<10} {champion:<16} {_num(meta.get('hit_rate_at_3')):>7} {baseline:<14} "
+            f"{_num(meta.get('best_baseline_hit_rate_at_3')):>7}"
+        )
     return lines
 
 

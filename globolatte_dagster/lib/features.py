@@ -22,14 +22,11 @@ import numpy as np
 import pandas as pd
 
 from globolatte_dagster.lib.contract import REGIONS
+from globolatte_dagster.lib.recommend.context import N_TEMP_BANDS, TEMP_EDGES
 from globolatte_dagster.lib.schema import Column, Table, register
 
 Query = Callable[[str, Sequence[Any]], pd.DataFrame]
 
-# Absolute temperature bands (daily maximum, °C) for weather behaviour: people react to heat, not to a
-# region's median. Band j covers [edge[j-1], edge[j]).
-TEMP_EDGES: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
-N_TEMP_BANDS = len(TEMP_EDGES) + 1
 FAVOURITES = 3
 TIME_OF_DAY = (("morning", 0, 11), ("midday", 11, 14), ("afternoon", 14, 17), ("evening", 17, 24))
 WET_MM = 1.0
@@ -68,7 +65,6 @@ def _band_counts(band_col: str, prefix: str, value: str = "1") -> str:
 # Parameters: region, first_cutoff, last_cutoff, lookback_days, recent_days, half_life_days, usd_per_unit.
 # Sales are first reduced to one row per (customer, day) or (customer, day, product), then joined to the
 # cutoffs: the point-in-time join works on daily aggregates, not on sales lines.
-CUSTOMER_FILTER = "/* customers */"  # replaced by `AND s.customer_id IN (?, ...)` for a customer sample
 _COMMON = f"""
 WITH params AS (
   SELECT CAST(? AS VARCHAR) AS region, CAST(? AS DATE) AS first_cutoff, CAST(? AS DATE) AS last_cutoff,
@@ -114,7 +110,7 @@ base AS (
   FROM raw.sales s
   JOIN params p ON s.region = p.region
   LEFT JOIN core.products pr ON pr.product_id = s.product_id
-  WHERE s.customer_id IS NOT NULL AND s.day <= p.last_cutoff {CUSTOMER_FILTER}
+  WHERE s.customer_id IS NOT NULL AND s.day <= p.last_cutoff
 )"""
 
 _TOD_DAILY = ",\n    ".join(
@@ -255,91 +251,7 @@ ORDER BY c.cutoff, dc.customer_id, dc.category
 """
 )
 
-# Customer x product purchase counts (the model's repeat and context signals).
-CUSTOMER_PRODUCT_SQL = (
-    _COMMON
-    + f""",
-daily_cp AS (
-  SELECT b.customer_id, b.day, b.product_id, COUNT(*) AS n, d.weekend01, d.holiday01, d.temp_band
-  FROM base b JOIN days d ON d.day = b.day
-  GROUP BY b.customer_id, b.day, b.product_id, d.weekend01, d.holiday01, d.temp_band
-),
-cpd AS (
-  SELECT c.cutoff, x.*, DATEDIFF('day', x.day, c.cutoff) AS age, p.recent_days, p.half_life_days
-  FROM daily_cp x CROSS JOIN params p JOIN cutoffs c ON x.day <= c.cutoff
-  WHERE DATEDIFF('day', x.day, c.cutoff) < p.lookback_days
-)
-SELECT cutoff AS as_of, customer_id, product_id,
-  SUM(n) AS n, SUM(n * POWER(0.5, age / half_life_days)) AS rw, MIN(age) AS last_age,
-  SUM(n * weekend01) AS n_weekend, SUM(n * holiday01) AS n_holiday,
-  SUM(CASE WHEN age < recent_days THEN n ELSE 0 END) AS n_recent,
-  {_band_counts("temp_band", "n_t", "n")}
-FROM cpd GROUP BY cutoff, customer_id, product_id
-ORDER BY cutoff, customer_id, product_id
-"""
-)
-
-# Product popularity over the recent window, guests included (one row per cutoff and product).
-PRODUCT_POPULARITY_SQL = (
-    _COMMON
-    + f""",
-all_lines AS (
-  SELECT s.day, s.transaction_id, s.product_id
-  FROM raw.sales s JOIN params p ON s.region = p.region
-  WHERE s.day <= p.last_cutoff
-),
-daily_all AS (
-  SELECT l.day, COUNT(DISTINCT l.transaction_id) AS n_tx, d.weekend01, d.holiday01, d.temp_band
-  FROM all_lines l JOIN days d ON d.day = l.day
-  GROUP BY l.day, d.weekend01, d.holiday01, d.temp_band
-),
-daily_prod AS (
-  SELECT l.day, l.product_id, COUNT(*) AS n, d.weekend01, d.holiday01, d.temp_band
-  FROM all_lines l JOIN days d ON d.day = l.day
-  GROUP BY l.day, l.product_id, d.weekend01, d.holiday01, d.temp_band
-),
-totals AS (
-  SELECT c.cutoff, SUM(x.n_tx) AS n_tx, SUM(x.n_tx * x.weekend01) AS n_tx_weekend,
-    SUM(x.n_tx * x.holiday01) AS n_tx_holiday,
-    SUM(CASE WHEN DATEDIFF('day', x.day, c.cutoff) < 7 THEN x.n_tx ELSE 0 END) AS n_tx_week,
-    {_band_counts("x.temp_band", "n_tx_t", "x.n_tx")}
-  FROM daily_all x CROSS JOIN params p JOIN cutoffs c ON x.day <= c.cutoff
-  WHERE DATEDIFF('day', x.day, c.cutoff) < p.recent_days
-  GROUP BY c.cutoff
-),
-prod AS (
-  SELECT c.cutoff, x.product_id, SUM(x.n) AS n, SUM(x.n * x.weekend01) AS n_weekend,
-    SUM(x.n * x.holiday01) AS n_holiday,
-    SUM(CASE WHEN DATEDIFF('day', x.day, c.cutoff) < 7 THEN x.n ELSE 0 END) AS n_week,
-    {_band_counts("x.temp_band", "n_t", "x.n")}
-  FROM daily_prod x CROSS JOIN params p JOIN cutoffs c ON x.day <= c.cutoff
-  WHERE DATEDIFF('day', x.day, c.cutoff) < p.recent_days
-  GROUP BY c.cutoff, x.product_id
-)
-SELECT pr.cutoff AS as_of, pr.product_id, pr.n, pr.n_weekend, pr.n_holiday, pr.n_week,
-  {", ".join(f"pr.n_t{j}" for j in range(N_TEMP_BANDS))},
-  t.n_tx, t.n_tx_weekend, t.n_tx_holiday, t.n_tx_week,
-  {", ".join(f"t.n_tx_t{j}" for j in range(N_TEMP_BANDS))}
-FROM prod pr JOIN totals t ON t.cutoff = pr.cutoff
-ORDER BY pr.cutoff, pr.product_id
-"""
-)
-
-# Parameters: region, first_day, last_day. Distinct (day, customer, product) bought by loyalty customers.
-PURCHASES_SQL = f"""
-SELECT DISTINCT s.day, s.customer_id, s.product_id
-FROM raw.sales s
-WHERE s.region = ? AND s.day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) AND s.customer_id IS NOT NULL
-  {CUSTOMER_FILTER}
-ORDER BY s.day, s.customer_id, s.product_id
-"""
-CUSTOMER_IDS_SQL = (
-    "SELECT DISTINCT s.customer_id FROM raw.sales s WHERE s.region = ? AND s.customer_id IS NOT NULL "
-    "ORDER BY s.customer_id"
-)
 SALES_DAYS_SQL = "SELECT DISTINCT s.day FROM raw.sales s WHERE s.region = ? ORDER BY s.day"
-WEATHER_SQL = "SELECT w.day, w.temp_max_c, w.precip_mm FROM raw.weather w WHERE w.region = ? ORDER BY w.day"
-PRODUCTS_SQL = "SELECT p.product_id, p.product_name, p.category, p.price, p.serving FROM core.products p"
 
 FEATURE_COLUMNS: tuple[Column, ...] = (
     Column("region", "text", False),
@@ -411,41 +323,21 @@ def run_query(query: Query, sql: str, params: Sequence[Any]) -> pd.DataFrame:
     return df
 
 
-def _for_customers(sql: str, args: list[Any], customers: Sequence[str] | None) -> tuple[str, list[Any]]:
-    """The SQL restricted to `customers` (bound parameters, one `?` each), or unrestricted for None."""
-    if customers is None:
-        return sql, args
-    if not customers:
-        raise ValueError("an empty customer sample")
-    marks = ", ".join("?" for _ in customers)
-    return sql.replace(CUSTOMER_FILTER, f"AND s.customer_id IN ({marks})"), [*args, *map(str, customers)]
-
-
-def _as_floats(df: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
-    """Every column but the keys as float64 (Snowflake answers NUMBER columns as decimals)."""
-    for col in df.columns:
-        if col not in keep:
-            df[col] = pd.to_numeric(df[col]).astype("float64")
-    return df
-
-
 def customer_features(
     query: Query,
     region: str,
     first_cutoff: date,
     last_cutoff: date | None = None,
     params: FeatureParams | None = None,
-    customers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per (as_of, customer) for every cutoff day in the range; guests are excluded.
 
     Customers with fewer than `min_visit_days` visit days are kept and flagged `low_history`.
-    `customers` restricts the rows to a sample of customer ids (None: every customer).
     """
     p = params or FeatureParams()
     args = _params(region, first_cutoff, last_cutoff or first_cutoff, p)
-    df = run_query(query, *_for_customers(CUSTOMER_FEATURES_SQL, args, customers))
-    cats = run_query(query, *_for_customers(CUSTOMER_CATEGORY_SQL, args, customers))
+    df = run_query(query, CUSTOMER_FEATURES_SQL, args)
+    cats = run_query(query, CUSTOMER_CATEGORY_SQL, args)
     df["category_shares"] = _category_json(cats, df)
     df["region"] = region
     df["low_history"] = df["n_visit_days"].astype("int64") < p.min_visit_days
@@ -482,66 +374,5 @@ def category_shares(features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(values, index=features.index, columns=[f"cat_{c}" for c in names])
 
 
-def customer_products(
-    query: Query,
-    region: str,
-    first_cutoff: date,
-    last_cutoff: date | None = None,
-    params: FeatureParams | None = None,
-    customers: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Purchase counts per (as_of, customer, product): all, recency weighted, by day type and temperature band."""
-    p = params or FeatureParams()
-    args = _params(region, first_cutoff, last_cutoff or first_cutoff, p)
-    df = run_query(query, *_for_customers(CUSTOMER_PRODUCT_SQL, args, customers))
-    return _as_floats(df, keep=("as_of", "customer_id", "product_id"))
-
-
-def product_popularity(
-    query: Query,
-    region: str,
-    first_cutoff: date,
-    last_cutoff: date | None = None,
-    params: FeatureParams | None = None,
-) -> pd.DataFrame:
-    """Transactions with each product over the recent window, guests included, with the window's totals."""
-    p = params or FeatureParams()
-    df = run_query(
-        query, PRODUCT_POPULARITY_SQL, _params(region, first_cutoff, last_cutoff or first_cutoff, p)
-    )
-    return _as_floats(df, keep=("as_of", "product_id"))
-
-
-def purchases(
-    query: Query, region: str, first_day: date, last_day: date, customers: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """Distinct (day, customer_id, product_id) bought by loyalty customers (or a sample of them) in the range."""
-    args = [region, first_day.isoformat(), last_day.isoformat()]
-    return run_query(query, *_for_customers(PURCHASES_SQL, args, customers))
-
-
-def customer_ids(query: Query, region: str) -> list[str]:
-    """Every loyalty customer id with a sale in the region, sorted."""
-    return [str(c) for c in run_query(query, CUSTOMER_IDS_SQL, [region])["customer_id"]]
-
-
 def sales_days(query: Query, region: str) -> list[date]:
     return list(run_query(query, SALES_DAYS_SQL, [region])["day"])
-
-
-def weather(query: Query, region: str) -> pd.DataFrame:
-    df = run_query(query, WEATHER_SQL, [region])
-    for col in ("temp_max_c", "precip_mm"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    return df
-
-
-def products(query: Query) -> pd.DataFrame:
-    return run_query(query, PRODUCTS_SQL, [])
-
-
-def temp_band(temp: float | np.ndarray) -> np.ndarray:
-    """The temperature band index of TEMP_EDGES (NaN stays NaN)."""
-    t = np.asarray(temp, dtype=float)
-    band = np.searchsorted(np.asarray(TEMP_EDGES), t, side="right").astype(float)
-    return np.where(np.isnan(t), np.nan, band)

@@ -38,15 +38,15 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return "\n".join([head, sep, *body])
 
 
-def segments_plot(scaled: np.ndarray, segments: np.ndarray, profiles: pd.DataFrame, seed: int = 0) -> bytes:
+def segments_plot(matrix: np.ndarray, segments: np.ndarray, profiles: pd.DataFrame, seed: int = 0) -> bytes:
     """Customers on the first two principal components, coloured by segment; serving mix per segment."""
     from matplotlib.figure import Figure
     from sklearn.decomposition import PCA
 
     fig = Figure(figsize=(11, 4.2))
     ax1, ax2 = fig.subplots(1, 2)
-    if len(scaled) >= 2 and scaled.shape[1] >= 2:
-        xy = PCA(n_components=2, random_state=seed).fit_transform(scaled)
+    if len(matrix) >= 2 and matrix.shape[1] >= 2:
+        xy = PCA(n_components=2, random_state=seed).fit_transform(matrix)
         for s in np.unique(segments):
             m = segments == s
             ax1.scatter(xy[m, 0], xy[m, 1], s=4, alpha=0.5, label=f"segment {s}")
@@ -56,41 +56,39 @@ def segments_plot(scaled: np.ndarray, segments: np.ndarray, profiles: pd.DataFra
     ax1.set_ylabel("PC 2")
     seg = profiles["segment"].astype(str)
     bottom = np.zeros(len(profiles))
-    for col, label in (("hot_share", "hot"), ("iced_share", "iced"), ("food_share", "food / none")):
-        ax2.bar(seg, profiles[col], bottom=bottom, label=label)
+    for col in [c for c in profiles.columns if c.endswith("_share") and c not in ("weekend_share",)]:
+        ax2.bar(seg, profiles[col], bottom=bottom, label=col.removesuffix("_share"))
         bottom += profiles[col].to_numpy()
-    ax2.set_title("what each segment buys (share of items)")
+    ax2.set_title("what each segment buys (share of its visit days' products, by serving)")
     ax2.set_xlabel("segment")
     ax2.legend(fontsize=8)
     return png(fig)
 
 
-def model_plot(evaluation: dict[str, Any], k: int = 3) -> bytes:
-    """Hit rate@k of the model and both baselines: overall, per hold-out day and per segment."""
+def tournament_plot(table: pd.DataFrame, per_day: pd.DataFrame | None, k: int = 3) -> bytes:
+    """Hit rate@k of every candidate with its 95% interval, per list; and the top list per hold-out day."""
     from matplotlib.figure import Figure
 
-    names = ("model", "repeat", "popularity")
-    fig = Figure(figsize=(14, 4))
-    axes = fig.subplots(1, 3)
-    overall = [evaluation[f"hit_rate_at_{k}_{n}"] for n in names]
-    axes[0].bar(names, overall, color=["C0", "C1", "C2"])
-    for i, v in enumerate(overall):
-        axes[0].text(i, v, f"{v:.3f}", ha="center", va="bottom")
-    axes[0].set_ylim(0, 1)
-    axes[0].set_title(f"hit rate@{k} on the hold-out")
-    per_day = pd.DataFrame(evaluation["per_day"])
-    for n in names:
-        axes[1].plot(pd.to_datetime(per_day["day"]), per_day[n], marker="o", label=n)
-    axes[1].set_title("per hold-out day")
-    axes[1].tick_params(axis="x", rotation=45)
-    axes[1].legend(fontsize=8)
-    per_seg = pd.DataFrame(evaluation["per_segment"])
-    if len(per_seg):
-        width = 0.27
-        pos = np.arange(len(per_seg))
-        for i, n in enumerate(names):
-            axes[2].bar(pos + (i - 1) * width, per_seg[n], width, label=n)
-        axes[2].set_xticks(pos, [str(s) for s in per_seg["segment"]])
-    axes[2].set_title("per segment")
-    axes[2].set_xlabel("segment")
+    lists = list(dict.fromkeys(table["list"]))
+    fig = Figure(figsize=(5.5 * (len(lists) + 1), 4))
+    axes = fig.subplots(1, len(lists) + 1)
+    for ax, name in zip(axes, lists, strict=False):
+        rows = table[table["list"] == name]
+        values = rows[f"hit_rate_at_{k}"].to_numpy(dtype=float)
+        bounds = np.array([[float(x) for x in ci.split(" .. ")] for ci in rows["ci_95"]])
+        err = np.abs(bounds.T - values)
+        colors = ["C3" if c == "yes" else "C0" for c in rows["champion"]]
+        ax.bar(rows["candidate"], values, yerr=err, capsize=4, color=colors)
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name} list: hit rate@{k} (95% interval; red = champion)")
+        ax.tick_params(axis="x", rotation=30)
+    ax = axes[-1]
+    if per_day is not None and len(per_day):
+        for col in [c for c in per_day.columns if c not in ("day", "buyers")]:
+            ax.plot(pd.to_datetime(per_day["day"]), per_day[col], marker="o", label=col)
+        ax.legend(fontsize=8)
+    ax.set_title("top list per hold-out day")
+    ax.tick_params(axis="x", rotation=45)
     return png(fig)

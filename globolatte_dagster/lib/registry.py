@@ -2,7 +2,7 @@
 
 Layout under the registry root (`GLOBOLATTE_HOME/registry` locally):
 
-    <region>/<version>/model.joblib     the artefact (a lib.model.PreferenceModel)
+    <region>/<version>/model.joblib     the artefact (a lib.recommend.scoring.RegionRecommender)
     <region>/<version>/metrics.json     hit rate@3 of the model and the baselines on its hold-out
     <region>/<version>/lineage.json     data (partitions, days, rows), code version, parameters, run id
     <region>/<version>/decision.json    the champion/challenger decision taken when it was registered
@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import metadata as importlib_metadata
@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+
+from globolatte_dagster.lib.recommend.metrics import HIT_RATE
 
 ALIASES: tuple[str, ...] = ("champion", "challenger")
 ARTEFACT = "model.joblib"
@@ -39,10 +41,8 @@ DECISION = "decision.json"
 MANIFEST = "champions.json"
 MODEL_NAME_PREFIX = "globolatte-"
 BUNDLE_MODEL_NAME = "globolatte-champions"
-K = 3
-MODEL_METRIC = f"hit_rate_at_{K}_model"
-REPEAT_METRIC = f"hit_rate_at_{K}_repeat"
-POPULARITY_METRIC = f"hit_rate_at_{K}_popularity"
+SERVED_METRIC = HIT_RATE  # the champion candidate's hold-out hit rate@K
+BASELINE_METRIC = f"best_baseline_{HIT_RATE}"
 
 
 def model_name(region: str) -> str:
@@ -141,36 +141,42 @@ def lineage_record(
     params = dict(getattr(model, "params", {}) or {})
     region = getattr(model, "region", None)
     as_of = getattr(model, "as_of", None)
-    train_days = metrics.get("train_days") or []
-    lookback = params.get("feature_lookback_days")
-    first_day = None
-    if train_days and isinstance(lookback, int):
-        first_day = (date.fromisoformat(str(train_days[0])) - timedelta(days=lookback + 1)).isoformat()
     last_day = as_of.isoformat() if isinstance(as_of, date) else None
+    lookback = params.get("lookback_days")
+    first_day = None
+    if last_day and isinstance(lookback, int):
+        first_day = (date.fromisoformat(last_day) - timedelta(days=lookback)).isoformat()
     return to_jsonable(
         {
             "region": region,
             "data": {
                 "partitions": {
                     "ml/preference_model": region,
+                    "core/purchase_history": region,
                     "raw/sales": f"{region}|{first_day}..{last_day}" if first_day and last_day else region,
                 },
                 "day_range": [first_day, last_day],
-                "train_days": train_days,
+                "train_days": metrics.get("train_days"),
                 "holdout_days": metrics.get("holdout_days"),
                 "rows": {
                     k: metrics[k]
                     for k in (
-                        "train_rows",
-                        "serving_train_rows",
-                        "holdout_buyer_days",
+                        "holdout_customer_days",
+                        "discover_customer_days",
                         "customers",
                         "products",
+                        "sales_days",
                     )
                     if k in metrics
                 }
                 | dict(data_rows or {}),
             },
+            "candidates": {
+                name: {"kind": d.get("kind"), "params": d.get("params")}
+                for name, d in (metrics.get("candidates") or {}).items()
+            },
+            "champion": metrics.get("champion"),
+            "discover_champion": metrics.get("discover_champion"),
             "code": code_version(),
             "params": params,
             "dagster": {"run_id": run_id, **dict(upstream or {})},
@@ -189,9 +195,10 @@ class GateDecision:
     forced: bool
     reasons: list[str]
     window: list[str] | None
-    challenger: float
-    repeat_baseline: float
-    popularity_baseline: float
+    candidate: str
+    challenger: float | None
+    best_baseline: str | None
+    best_baseline_value: float | None
     champion: float | None
     champion_version: str | None
     margin: float
@@ -204,52 +211,64 @@ class GateDecision:
 
 def gate(
     challenger_metrics: dict[str, Any],
-    champion_metrics: dict[str, Any] | None,
+    champion_value: float | None,
     *,
     champion_version: str | None = None,
     margin: float = 0.01,
     force: bool = False,
-    comparison: str = "recorded metrics on the same hold-out window",
+    comparison: str = "no champion yet",
 ) -> GateDecision:
-    """Promote if the challenger beats the baselines and is not worse than the champion by more than margin.
+    """Promote a new version unless it serves worse than the best baseline, or than the champion by more than margin.
 
-    Both metric dicts must be on the same hold-out window (`holdout_days`); `champion_metrics` None means
-    there is no champion yet. `force` promotes whatever the figures say, and the decision says so.
+    `challenger_metrics`: the tournament's figures (`hit_rate_at_K` of the candidate it serves and of the best
+    baseline, on its hold-out). `champion_value`: the current champion's hit rate on the same hold-out
+    (`comparison` says how it was obtained), None without a champion. A version without a hold-out (a region
+    with one landed day) is promoted while there is no champion: popularity is better than nothing.
+    `force` promotes whatever the figures say, and the decision says so.
     """
-    for name in (MODEL_METRIC, REPEAT_METRIC, POPULARITY_METRIC):
-        if not isinstance(challenger_metrics.get(name), int | float):
-            raise ValueError(f"the challenger has no '{name}' metric: cannot judge it")
     if margin < 0:
         raise ValueError(f"margin must be >= 0, not {margin}")
-    ch = float(challenger_metrics[MODEL_METRIC])
-    rep = float(challenger_metrics[REPEAT_METRIC])
-    pop = float(challenger_metrics[POPULARITY_METRIC])
+    candidate = str(challenger_metrics.get("champion") or "unknown")
+    served = challenger_metrics.get(SERVED_METRIC)
+    baseline = challenger_metrics.get(BASELINE_METRIC)
+    baseline_name = challenger_metrics.get("best_baseline")
     window = challenger_metrics.get("holdout_days")
     reasons: list[str] = []
     ok = True
-    if ch > rep:
-        reasons.append(f"beats the repeat baseline: {ch:.4f} > {rep:.4f}")
+    if served is None:
+        reasons.append(
+            f"no hold-out to judge on ({challenger_metrics.get('sales_days', '?')} landed sales day(s)): serves {candidate}"
+        )
+        if champion_version is not None:
+            ok = False
+            reasons.append(f"champion {champion_version} keeps serving until this version can be judged")
     else:
-        ok = False
-        reasons.append(f"does not beat the repeat baseline: {ch:.4f} <= {rep:.4f}")
-    if ch > pop:
-        reasons.append(f"beats the popularity baseline: {ch:.4f} > {pop:.4f}")
-    else:
-        ok = False
-        reasons.append(f"does not beat the popularity baseline: {ch:.4f} <= {pop:.4f}")
-    champ = None
-    if champion_metrics is None:
-        reasons.append("no champion yet")
-    else:
-        champ = float(champion_metrics[MODEL_METRIC])
-        if ch >= champ - margin:
+        served, baseline = float(served), float(baseline)
+        if served + 1e-12 >= baseline:
             reasons.append(
-                f"not worse than champion {champion_version} by more than {margin}: {ch:.4f} vs {champ:.4f}"
+                f"serves {candidate} at {served:.4f}, not below the best baseline {baseline_name} ({baseline:.4f})"
             )
         else:
             ok = False
             reasons.append(
-                f"worse than champion {champion_version} by more than {margin}: {ch:.4f} vs {champ:.4f}"
+                f"serves {candidate} at {served:.4f}, below the best baseline {baseline_name} ({baseline:.4f})"
+            )
+        if champion_value is None:
+            reasons.append(
+                "no champion yet"
+                if champion_version is None
+                else f"champion {champion_version}: {comparison}"
+            )
+        elif served >= champion_value - margin:
+            reasons.append(
+                f"not worse than champion {champion_version} by more than {margin}: {served:.4f} vs "
+                f"{champion_value:.4f} ({comparison})"
+            )
+        else:
+            ok = False
+            reasons.append(
+                f"worse than champion {champion_version} by more than {margin}: {served:.4f} vs "
+                f"{champion_value:.4f} ({comparison})"
             )
     if force and not ok:
         reasons.append("promotion FORCED by config despite the reasons above")
@@ -260,10 +279,11 @@ def gate(
         forced=force,
         reasons=reasons,
         window=list(window) if window else None,
-        challenger=ch,
-        repeat_baseline=rep,
-        popularity_baseline=pop,
-        champion=champ,
+        candidate=candidate,
+        challenger=None if served is None else float(served),
+        best_baseline=baseline_name,
+        best_baseline_value=None if baseline is None else float(baseline),
+        champion=champion_value,
         champion_version=champion_version,
         margin=margin,
         comparison=comparison,
@@ -395,50 +415,3 @@ def export_bundle(dest: str | Path, sources: dict[str, tuple[Path, str]]) -> dic
         versions[region] = model_version
     write_json_atomic(dest / MANIFEST, {"models": versions})
     return versions
-
-
-# -------------------------------------------------------------------------- champion on another window
-class _FixedSegments:
-    """Stands in for a Segmenter: the segments a model's own snapshot gives its customers."""
-
-    def __init__(self, mapping: dict[str, int]) -> None:
-        self.mapping = mapping
-
-    def assign(self, features: Any) -> tuple[Any, Any]:
-        import numpy as np
-
-        ids = features["customer_id"].astype(str)
-        seg = np.array([self.mapping.get(c, -1) for c in ids], dtype=np.int64)
-        return seg, np.zeros(len(seg))
-
-
-def rescore_on_window(model: Any, query: Callable[..., Any], window: list[str], k: int = K) -> dict[str, Any]:
-    """Hit rate@k of a registered model's estimator, and of the baselines, on the days of `window`.
-
-    Used when the champion's recorded hold-out is not the challenger's: the champion is scored on the
-    challenger's window with the features as of each day before, exactly as the hold-out evaluation does.
-    """
-    from globolatte_dagster.lib import features as F
-    from globolatte_dagster.lib import model as M
-
-    first, last = date.fromisoformat(window[0]), date.fromisoformat(window[1])
-    fp_keys = {f.name for f in F.FeatureParams.__dataclass_fields__.values()}
-    fp = F.FeatureParams(
-        **{k[8:]: v for k, v in model.params.items() if k.startswith("feature_") and k[8:] in fp_keys}
-    )
-    days = [d for d in F.sales_days(query, model.region) if first <= d <= last]
-    if not days:
-        raise ValueError(f"no sales days in the window {window[0]}..{window[1]} for {model.region}")
-    history = M.FeatureHistory.load(query, model.region, first - timedelta(days=1), last, fp)
-    book = M.WeatherBook.from_frame(history.weather)
-    snap = model.snapshot
-    mapping = {str(c): int(s) for c, s in zip(snap.customer_ids, snap.segment, strict=True) if s >= 0}
-    rows = [r for r in (M.day_rows(history, d, _FixedSegments(mapping), book) for d in days) if r is not None]
-    if not rows:
-        raise ValueError(f"no buyers in the window {window[0]}..{window[1]} for {model.region}")
-    out = M.evaluate(model.estimator, rows, k, mapping)
-    out = {k_: v for k_, v in out.items() if k_ not in ("per_day", "per_segment")}
-    out["holdout_days"] = [days[0].isoformat(), days[-1].isoformat()]
-    seen = [d.isoformat() for d in days if d <= model.as_of]
-    out["days_seen_in_training"] = len(seen)
-    return out

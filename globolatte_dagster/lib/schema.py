@@ -138,8 +138,25 @@ CALENDAR = Table(
     ),
 )
 
+# Sales reduced in the warehouse to one row per (day, loyalty customer, product), plus one row per (day,
+# product) for guests (customer_id NULL): the purchase history the recommenders learn from.
+PURCHASE_HISTORY = Table(
+    "core",
+    "purchase_history",
+    (
+        _c("region", "text", False),
+        _c("day", "date", False),
+        _c("customer_id", "text"),  # NULL: every guest sale of the product that day
+        _c("product_id", "text", False),
+        _c("quantity", "int", False),
+        _c("transactions", "int", False),
+        _c("first_hour", "int"),
+    ),
+    "region",
+)
+
 RAW_TABLES: tuple[Table, ...] = (SALES, SALES_REJECTS, WEATHER)
-CORE_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, CALENDAR)
+CORE_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, CALENDAR, PURCHASE_HISTORY)
 # ML and mart tables are added by their modules through `register`.
 TABLES: dict[tuple[str, str], Table] = {(t.schema, t.name): t for t in (*RAW_TABLES, *CORE_TABLES)}
 SCHEMAS: tuple[str, ...] = ("raw", "core", "ml", "mart")

@@ -1,25 +1,28 @@
-"""Customer segments: k-means on scaled behaviour features, with k chosen by silhouette.
+"""Customer segments: k-means on what customers buy, with k chosen by silhouette.
 
-The clustering matrix is built from `core.customer_features` only (shares, visit pattern, spend, weather
-behaviour and the catalogue's categories), so it works for any catalogue. Segment ids are aligned with
-the previous materialisation where possible, so that "segment 2" keeps meaning the same group.
+The clustering matrix is each customer's purchase mix as of a cutoff, from the purchase history (so the
+same fitted segmenter assigns customers at any cutoff, without refitting): shares of their visit days
+with each product, category and serving (hot, iced, none), the time of day and day of week of their
+visits, and how often they come. Shares enter as square roots (the Hellinger embedding of a composition,
+so a handful of big products does not drown the rest) and every block is scaled to the same total weight,
+so neither a long catalogue nor one behaviour column dominates. Nothing in it is specific to a catalogue
+or to the simulator. Segment ids are aligned with the previous materialisation where possible, so that
+"segment 2" keeps meaning the same group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from globolatte_dagster.lib.features import TIME_OF_DAY, category_shares
+from globolatte_dagster.lib.recommend.data import History
 from globolatte_dagster.lib.schema import Column, Table, register
 
-if TYPE_CHECKING:  # scikit-learn and SciPy are imported where they fit (see lib/plots.py)
+if TYPE_CHECKING:  # scikit-learn is imported where it fits (see lib/plots.py)
     from sklearn.cluster import KMeans
-    from sklearn.preprocessing import StandardScaler
 
 SEGMENTS = register(
     Table(
@@ -31,46 +34,86 @@ SEGMENTS = register(
             Column("segment", "int", False),
             Column("as_of", "date", False),
             Column("low_history", "bool", False),
-            Column("distance", "float"),  # scaled distance to the segment's centre
+            Column("distance", "float"),  # distance to the segment's centre in the clustering space
         ),
         "region",
     )
 )
-
-# Behaviour columns of core.customer_features used for clustering (category shares are added per catalogue).
-BEHAVIOUR: tuple[str, ...] = (
-    "visits_per_week",
-    "spend_per_visit_usd",
-    "items_per_visit",
-    "hot_share",
-    "iced_share",
-    "none_share",
-    *(f"{name}_share" for name, _, _ in TIME_OF_DAY),
-    "mean_hour",
-    "weekend_share",
-    "weekend_lift",
-    "holiday_lift",
-    "weather_sensitivity",
-)
-LOG_COLUMNS = ("visits_per_week", "spend_per_visit_usd", "items_per_visit", "weekend_lift", "holiday_lift")
+TIME_OF_DAY = (("morning", 0, 11), ("midday", 11, 14), ("afternoon", 14, 17), ("evening", 17, 24))
+MIN_VISITS = 3  # customers with fewer visit days are assigned, not fitted on
 
 
-def clustering_matrix(features: pd.DataFrame) -> pd.DataFrame:
-    """Numeric matrix (one row per customer): behaviour columns, log where skewed, plus category shares."""
-    x = features[list(BEHAVIOUR)].astype(float).copy()
-    for col in LOG_COLUMNS:
-        x[col] = np.log1p(x[col].clip(lower=0))
-    x = pd.concat([x, category_shares(features)], axis=1)
-    medians = x.median().fillna(0.0)
-    return x.fillna(medians).fillna(0.0)
+def _shares(
+    rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    out = np.zeros((n_rows, n_cols))
+    np.add.at(out, (rows, cols), 1.0 if weights is None else weights)
+    total = out.sum(axis=1, keepdims=True)
+    return np.divide(out, total, out=np.zeros_like(out), where=total > 0)
+
+
+@dataclass(frozen=True)
+class PurchaseMix:
+    """Per customer with a purchase: the blocks of the clustering matrix (raw shares and rates)."""
+
+    customers: np.ndarray  # (N,) index into the history's customers
+    visits: np.ndarray  # (N,) visit days
+    blocks: dict[str, pd.DataFrame]
+
+
+def purchase_mix(history: History) -> PurchaseMix:
+    """What each customer with a purchase bought, when and how often, as of the history's cutoff."""
+    c_n, p_n = history.n_customers, history.n_products
+    cust, prod, day = history.cust, history.prod, history.day
+    visit_key = cust.astype(np.int64) * 10_000_000 + day
+    first_line = np.unique(visit_key, return_index=True)[1]
+    v_cust, v_day = cust[first_line], day[first_line]
+    hour_by_visit = pd.Series(history.hour).groupby(visit_key).min().to_numpy()
+    visits = np.bincount(v_cust, minlength=c_n).astype(float)
+    who = np.flatnonzero(visits > 0)
+    pos = np.full(c_n, -1)
+    pos[who] = np.arange(len(who))
+    n = len(who)
+    products = _shares(pos[cust], prod, n, p_n)
+    cats, cat_idx = np.unique(history.category, return_inverse=True)
+    servs, serv_idx = np.unique(history.serving, return_inverse=True)
+    bucket = np.zeros(len(hour_by_visit), dtype=np.int64)
+    for j, (_, lo, _) in enumerate(TIME_OF_DAY):
+        bucket[hour_by_visit >= lo] = j
+    weekend = (v_day.astype(np.int64) - 1) % 7 >= 5  # date.fromordinal(1) is a Monday
+    span = max(int(day.max() - day.min()) + 1, 7) if len(day) else 7
+    return PurchaseMix(
+        customers=who,
+        visits=visits[who],
+        blocks={
+            "product": pd.DataFrame(products, columns=[f"p_{p}" for p in history.products]),
+            "category": pd.DataFrame(
+                _shares(pos[cust], cat_idx[prod], n, len(cats)), columns=[f"c_{c}" for c in cats]
+            ),
+            "serving": pd.DataFrame(
+                _shares(pos[cust], serv_idx[prod], n, len(servs)), columns=[f"s_{s}" for s in servs]
+            ),
+            "time_of_day": pd.DataFrame(
+                _shares(pos[v_cust], bucket, n, len(TIME_OF_DAY)), columns=[t for t, _, _ in TIME_OF_DAY]
+            ),
+            "rhythm": pd.DataFrame(
+                {
+                    "log_visits_per_week": np.log1p(7.0 * visits[who] / span),
+                    "weekend_share": np.bincount(pos[v_cust], weights=weekend.astype(float), minlength=n)
+                    / np.maximum(visits[who], 1),
+                }
+            ),
+        },
+    )
 
 
 @dataclass
 class Segmenter:
-    """A fitted scaler and k-means; `assign` places any customer (low history included) in a segment."""
+    """Fitted block scaling and k-means; `assign` places any customer with a purchase in a segment."""
 
-    columns: list[str]
-    scaler: StandardScaler
+    columns: dict[str, list[str]]
+    centre: dict[str, np.ndarray]  # per block: column means of the fitted customers
+    scale: dict[str, float]  # per block: multiplier that gives the block unit total variance
     kmeans: KMeans
     silhouette: dict[int, float] = field(default_factory=dict)
 
@@ -78,18 +121,29 @@ class Segmenter:
     def k(self) -> int:
         return int(self.kmeans.n_clusters)
 
-    def _scaled(self, features: pd.DataFrame) -> np.ndarray:
-        x = clustering_matrix(features).reindex(columns=self.columns, fill_value=0.0)
-        return self.scaler.transform(x.to_numpy())
+    def matrix(self, mix: PurchaseMix) -> np.ndarray:
+        parts = []
+        for name, cols in self.columns.items():
+            block = mix.blocks[name].reindex(columns=cols, fill_value=0.0).to_numpy(dtype=float)
+            if name != "rhythm":
+                block = np.sqrt(block)
+            parts.append((block - self.centre[name]) * self.scale[name])
+        return np.hstack(parts)
 
-    def assign(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(segment, distance to its centre) per row of `features`."""
-        if features.empty:
+    def assign_mix(self, mix: PurchaseMix) -> tuple[np.ndarray, np.ndarray]:
+        """(segment, distance to its centre) per customer of the mix."""
+        if len(mix.customers) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        z = self._scaled(features)
-        d = self.kmeans.transform(z)
+        d = self.kmeans.transform(self.matrix(mix))
         seg = d.argmin(axis=1)
         return seg.astype(np.int64), d[np.arange(len(seg)), seg]
+
+    def assign(self, history: History) -> np.ndarray:
+        """(C,) segment of every customer of the history as of its cutoff (-1: no purchase yet)."""
+        mix = purchase_mix(history)
+        out = np.full(history.n_customers, -1, dtype=np.int64)
+        out[mix.customers] = self.assign_mix(mix)[0]
+        return out
 
     def relabel(self, mapping: dict[int, int]) -> None:
         """Renumber the segments (old id -> new id), e.g. to match the previous materialisation."""
@@ -104,50 +158,58 @@ class Segmenter:
 
 
 def fit_segments(
-    features: pd.DataFrame,
+    mix: PurchaseMix,
     seed: int = 0,
-    k_range: Sequence[int] = range(2, 11),
+    k_range: range | list[int] = range(2, 11),
     k: int | None = None,
     n_init: int = 10,
-    silhouette_sample: int = 3000,
-    fit_sample: int = 5000,
+    silhouette_sample: int = 4000,
+    fit_sample: int = 8000,
 ) -> Segmenter:
-    """Fit on customers with enough history; k from `k_range` by the best silhouette unless `k` is given.
-
-    Scaler and k-means are fitted on a seeded sample of `fit_sample` customers when there are more (the
-    cost of k-means grows with rows x k x n_init; the centres of 5,000 customers are stable); every
-    customer is then assigned with `Segmenter.assign`.
-    """
+    """Fit on customers with at least MIN_VISITS visit days; k from `k_range` by the best silhouette."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
-    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
-    fit_rows = features[~features["low_history"].astype(bool)] if "low_history" in features else features
+    fit_rows = np.flatnonzero(mix.visits >= MIN_VISITS)
     if len(fit_rows) < 4:
-        fit_rows = features
+        fit_rows = np.arange(len(mix.customers))
     if len(fit_rows) < 2:
-        raise ValueError(f"{len(fit_rows)} customer(s): too few to segment")
+        raise ValueError(f"{len(fit_rows)} customer(s) with purchases: too few to segment")
     if 0 < fit_sample < len(fit_rows):
-        fit_rows = fit_rows.sample(n=fit_sample, random_state=seed).sort_index()
-    x = clustering_matrix(fit_rows)
-    scaler = StandardScaler().fit(x.to_numpy())
-    z = scaler.transform(x.to_numpy())
+        fit_rows = np.sort(np.random.default_rng(seed).choice(fit_rows, fit_sample, replace=False))
+    columns = {name: list(block.columns) for name, block in mix.blocks.items() if block.shape[1]}
+    centre, scale = {}, {}
+    for name, _cols in columns.items():
+        block = mix.blocks[name].to_numpy(dtype=float)[fit_rows]
+        block = block if name == "rhythm" else np.sqrt(block)
+        centre[name] = block.mean(axis=0)
+        total_sd = float(np.sqrt(block.var(axis=0).sum()))
+        scale[name] = 1.0 / total_sd if total_sd > 0 else 0.0
+    seg = Segmenter(columns, centre, scale, KMeans(n_clusters=2))
+    sub = PurchaseMix(
+        mix.customers[fit_rows], mix.visits[fit_rows], {n: b.iloc[fit_rows] for n, b in mix.blocks.items()}
+    )
+    z = seg.matrix(sub)
     candidates = [k] if k is not None else [c for c in k_range if 2 <= c < len(fit_rows)]
-    if not candidates:
-        candidates = [min(2, len(fit_rows))]
+    candidates = candidates or [min(2, len(fit_rows))]
     scores: dict[int, float] = {}
     models: dict[int, KMeans] = {}
     for c in candidates:
-        km = KMeans(n_clusters=c, n_init=n_init, random_state=seed).fit(z)
+        # one OpenMP thread: k-means on a few thousand rows is 10-20x slower with threads that wait on a busy machine
+        with threadpool_limits(limits=1, user_api="openmp"):
+            km = KMeans(n_clusters=c, n_init=n_init, random_state=seed).fit(z)
         models[c] = km
-        if len(set(km.labels_)) > 1:
-            scores[c] = float(
+        scores[c] = (
+            float(
                 silhouette_score(z, km.labels_, sample_size=min(silhouette_sample, len(z)), random_state=seed)
             )
-        else:
-            scores[c] = -1.0
+            if len(set(km.labels_)) > 1
+            else -1.0
+        )
     best = max(scores, key=lambda c: (round(scores[c], 6), -c))
-    return Segmenter(list(x.columns), scaler, models[best], scores)
+    seg.kmeans, seg.silhouette = models[best], scores
+    return seg
 
 
 def align_to_previous(segmenter: Segmenter, current: pd.DataFrame, previous: pd.DataFrame) -> dict[int, int]:
@@ -197,32 +259,28 @@ def persona_agreement(segments: pd.DataFrame, personas: pd.DataFrame) -> tuple[f
 
 
 def profiles(
-    features: pd.DataFrame, segments: pd.DataFrame, product_names: dict[str, str], top: int = 3
+    mix: PurchaseMix, labels: np.ndarray, product_names: dict[str, str], top: int = 3
 ) -> pd.DataFrame:
-    """One row per segment: size, top products (by favourite weight), hot/iced share, visit pattern, spend."""
-    df = features.merge(segments[["customer_id", "segment"]], on="customer_id")
+    """One row per segment: size, top products, serving mix, time of day and visit rhythm."""
     rows = []
-    for seg, g in df.groupby("segment", sort=True):
-        weights: dict[str, float] = {}
-        for i in (1, 2, 3):
-            for pid, w in zip(g[f"fav_{i}_product"], g[f"fav_{i}_weight"], strict=True):
-                if isinstance(pid, str):
-                    weights[pid] = weights.get(pid, 0.0) + float(w)
-        tops = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    prod = mix.blocks["product"]
+    serving = mix.blocks["serving"]
+    tod = mix.blocks["time_of_day"]
+    rhythm = mix.blocks["rhythm"]
+    for seg in sorted(set(labels.tolist())):
+        m = labels == seg
+        shares = prod[m].mean(axis=0).sort_values(ascending=False)
         rows.append(
             {
                 "segment": int(seg),
-                "customers": len(g),
-                "share": round(len(g) / len(df), 3),
-                "top_products": ", ".join(product_names.get(p, p) for p, _ in tops),
-                "hot_share": round(float(g["hot_share"].mean()), 3),
-                "iced_share": round(float(g["iced_share"].mean()), 3),
-                "food_share": round(float(g["none_share"].mean()), 3),
-                "visits_per_week": round(float(g["visits_per_week"].mean()), 2),
-                "mean_hour": round(float(g["mean_hour"].mean()), 1),
-                "weekend_share": round(float(g["weekend_share"].mean()), 3),
-                "weather_sensitivity": round(float(g["weather_sensitivity"].mean()), 3),
-                "spend_per_visit_usd": round(float(g["spend_per_visit_usd"].mean()), 2),
+                "customers": int(m.sum()),
+                "share": round(float(m.mean()), 3),
+                "top_products": ", ".join(product_names.get(c[2:], c[2:]) for c in shares.index[:top]),
+                **{c[2:] + "_share": round(float(serving.loc[m, c].mean()), 3) for c in serving.columns},
+                "main_time": str(tod[m].mean(axis=0).idxmax()),
+                "visits_per_week": round(float(np.expm1(rhythm.loc[m, "log_visits_per_week"]).mean()), 2),
+                "weekend_share": round(float(rhythm.loc[m, "weekend_share"].mean()), 3),
+                "median_visit_days": float(np.median(mix.visits[m])),
             }
         )
     return pd.DataFrame(rows)

@@ -320,3 +320,62 @@ class SnowflakeWarehouse(Warehouse):
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         with self.connect() as conn:
             conn.cursor().execute(sql, list(params) if params else None)
+
+    def transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        with self.connect() as conn:
+            run_in_transaction(conn.cursor(), statements)
+
+    def replace_rows(self, table: Table, frame: pd.DataFrame, where: dict[str, Any]) -> int:
+        with self.connect() as conn:
+            return replace_rows_via_staging(conn, table, frame, self.where_clause(table, where))
+
+
+def run_in_transaction(cursor: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    """BEGIN; statements; COMMIT, rolling back on any error (the original error is raised)."""
+    cursor.execute("BEGIN")
+    try:
+        for sql, params in statements:
+            cursor.execute(sql, list(params) if params else None)
+        cursor.execute("COMMIT")
+    except BaseException:
+        with suppress(Exception):
+            cursor.execute("ROLLBACK")
+        raise
+
+
+def replace_rows_via_staging(
+    conn: Any, table: Table, frame: pd.DataFrame, where: tuple[str, list[Any]]
+) -> int:
+    """Rows matching `where` replaced by `frame` in one transaction, the frame staged with `write_pandas`.
+
+    `write_pandas` runs DDL (which commits in Snowflake), so it writes to a transient staging table first;
+    the delete and the insert from the staging table then run in one transaction.
+    """
+    cursor = conn.cursor()
+    target = f"{table.schema}.{table.name}".upper()
+    staging_name = f"{table.name}__staging_{uuid.uuid4().hex[:12]}".upper()
+    staging = f"{table.schema}.{staging_name}".upper()
+    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}".upper())
+    cursor.execute(table.ddl("snowflake"))
+    cursor.execute(f"CREATE TRANSIENT TABLE {staging} LIKE {target}")
+    try:
+        if len(frame):
+            pandas_tools.write_pandas(
+                conn=conn,
+                df=_to_snowflake(frame[table.column_names], table),
+                table_name=staging_name,
+                schema=table.schema.upper(),
+                use_logical_type=True,
+                quote_identifiers=False,
+            )
+        cond, params = where
+        run_in_transaction(
+            cursor,
+            [
+                (f"DELETE FROM {target} WHERE {cond}", params),
+                (insert_from_staging_sql(target, staging, table.column_names), []),
+            ],
+        )
+    finally:
+        cursor.execute(f"DROP TABLE IF EXISTS {staging}")
+    return len(frame)

@@ -53,6 +53,22 @@ class Warehouse(dg.ConfigurableResource):
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         raise NotImplementedError
 
+    def transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run statements in one transaction: all of them take effect, or none."""
+        raise NotImplementedError
+
+    def replace_rows(self, table: Table, frame: pd.DataFrame, where: dict[str, Any]) -> int:
+        """Replace the rows of `table` matching `where` (column = value) by `frame`, in one transaction."""
+        raise NotImplementedError
+
+    @staticmethod
+    def where_clause(table: Table, where: dict[str, Any]) -> tuple[str, list[Any]]:
+        """`col = ? AND ...` for columns declared by the table (identifiers from code, values bound)."""
+        unknown = [c for c in where if c not in table.column_names]
+        if unknown or not where:
+            raise ValueError(f"{table.schema}.{table.name}: cannot filter on {unknown or 'nothing'}")
+        return " AND ".join(f"{c} = ?" for c in where), list(where.values())
+
     def ensure_tables(self, tables: Sequence[Table] | None = None) -> list[str]:
         """Create the schemas and tables (idempotent). Returns the qualified names."""
         tables = list(tables if tables is not None else TABLES.values())
@@ -88,3 +104,34 @@ class DuckDBWarehouse(Warehouse):
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         with self.connect() as conn:
             conn.execute(sql, list(params or []))
+
+    def transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        with self.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for sql, params in statements:
+                    conn.execute(sql, list(params))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def replace_rows(self, table: Table, frame: pd.DataFrame, where: dict[str, Any]) -> int:
+        cond, params = self.where_clause(table, where)
+        target = f"{table.schema}.{table.name}"
+        cols = ", ".join(table.column_names)
+        with self.connect() as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
+            conn.execute(table.ddl(self.dialect))
+            conn.register("_replacement", frame[table.column_names])
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(f"DELETE FROM {target} WHERE {cond}", params)
+                conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM _replacement")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                conn.unregister("_replacement")
+        return len(frame)

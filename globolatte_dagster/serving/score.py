@@ -67,7 +67,7 @@ class Scorer:
         if not models:
             raise ValueError("no champion model to serve")
         self.models = models
-        from globolatte_dagster.lib.model import BadRequest
+        from globolatte_dagster.lib.recommend.scoring import BadRequest
 
         self._bad_request = BadRequest
 
@@ -115,16 +115,14 @@ class Scorer:
                 raise ScoringError(f"{where}unknown region {region!r} (known: {', '.join(REGION_KEYS)})")
             if region not in self.models:
                 raise ScoringError(f"{where}no champion model is deployed for region '{region}'", status=503)
-            check = getattr(self.models[region], "_check", None)
-            if check is not None:
-                try:
-                    check(req)
-                except self._bad_request as exc:
-                    raise ScoringError(f"{where}{exc}") from exc
+            try:
+                self.models[region].validate(req)
+            except self._bad_request as exc:
+                raise ScoringError(f"{where}{exc}") from exc
 
     def score(self, requests: list[dict]) -> list[dict]:
         """Answers in request order; each names its region's model version."""
-        from globolatte_dagster.lib.model import recommend
+        from globolatte_dagster.lib.recommend.scoring import recommend
 
         try:
             return recommend(self.models, requests)

@@ -15,7 +15,15 @@ from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.lib.registry import ARTEFACT
 
 UNKNOWN_CUSTOMER = "SMOKE-TEST-UNKNOWN-CUSTOMER"
-ANSWER_FIELDS = ("region", "customer_id", "recommendations", "segment", "model_version", "cold_start")
+ANSWER_FIELDS = (
+    "region",
+    "customer_id",
+    "recommendations",
+    "segment",
+    "model_version",
+    "candidate",
+    "cold_start",
+)
 BAD_REQUEST = {"region": "atlantis", "customer_id": "C1", "date": "2025-01-01"}
 
 
@@ -35,9 +43,18 @@ def smoke_requests(models: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for region, model in sorted(models.items()):
         day = (model.as_of + timedelta(days=1)).isoformat()
-        customers = [str(c) for c in model.snapshot.customer_ids]
+        customers = [str(c) for c in model.customers]
         if customers:
             out.append({"region": region, "customer_id": customers[0], "date": day, "k": 3})
+            out.append(
+                {
+                    "region": region,
+                    "customer_id": customers[0],
+                    "date": day,
+                    "k": 2,
+                    "exclude_purchased": True,
+                }
+            )
         out.append(
             {"region": region, "customer_id": UNKNOWN_CUSTOMER, "date": day, "k": 2, "temp_max_c": 31.0}
         )
@@ -46,7 +63,7 @@ def smoke_requests(models: dict[str, Any]) -> list[dict[str, Any]]:
 
 def expected_answers(models: dict[str, Any], requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the served champions must answer, computed in process with the same artefacts."""
-    from globolatte_dagster.lib.model import recommend
+    from globolatte_dagster.lib.recommend.scoring import recommend
 
     return json.loads(json.dumps(recommend(models, requests)))
 
@@ -75,7 +92,9 @@ def check_answers(
             raise SmokeTestFailed(
                 f"answer {i} names model {ans['model_version']}, expected {versions.get(req['region'])}"
             )
-        if len(ans["recommendations"]) != req.get("k", 3):
+        want = len(expected[i]["recommendations"]) if expected is not None else req.get("k", 3)
+        empty_top = want == 0 and not req.get("exclude_purchased")
+        if len(ans["recommendations"]) != want or empty_top:
             raise SmokeTestFailed(
                 f"answer {i} has {len(ans['recommendations'])} recommendations, k={req.get('k', 3)}"
             )

@@ -9,7 +9,8 @@ import pandas as pd
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib.plots import markdown_table
-from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, SALES, WEATHER
+from globolatte_dagster.lib.recommend import data as D
+from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, PURCHASE_HISTORY, SALES, WEATHER
 from globolatte_dagster.resources.warehouse import Warehouse
 
 KINDS = {"sql", "pandas", "duckdb", "snowflake"}
@@ -103,3 +104,40 @@ def customer_features(
         }
     )
     return df
+
+
+@dg.asset(
+    key=PURCHASE_HISTORY.key,
+    partitions_def=region_partitions,
+    deps=[dg.AssetDep(SALES.key, partition_mapping=region_of_region_day)],
+    kinds={"sql", "duckdb", "snowflake"},
+    group_name="features",
+    pool="warehouse",
+    automation_condition=daily_refresh(),
+)
+def purchase_history(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Sales reduced in the warehouse to one row per day, loyalty customer and product (guests per product)."""
+    region = context.partition_key
+    t0 = time.perf_counter()
+    warehouse.ensure_tables([PURCHASE_HISTORY])
+    warehouse.transaction([(D.PURCHASE_HISTORY_DELETE_SQL, [region]), (D.PURCHASE_HISTORY_SQL, [region])])
+    sql = (
+        f"SELECT COUNT(*) AS n, COUNT(DISTINCT customer_id) AS customers, COUNT(DISTINCT day) AS days, "
+        f"MIN(day) AS first_day, MAX(day) AS last_day FROM {PURCHASE_HISTORY.schema}.{PURCHASE_HISTORY.name} "
+        "WHERE region = ?"
+    )
+    row = warehouse.query(sql, [region]).iloc[0]
+    row.index = [str(c).lower() for c in row.index]
+    if int(row["n"]) == 0:
+        raise dg.Failure(description=f"no sales have landed for region '{region}': no purchase history")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(row["n"]),
+            "customers": int(row["customers"]),
+            "days": int(row["days"]),
+            "first_day": str(row["first_day"])[:10],
+            "last_day": str(row["last_day"])[:10],
+            "dialect": warehouse.dialect,
+            "sql_seconds": round(time.perf_counter() - t0, 2),
+        }
+    )

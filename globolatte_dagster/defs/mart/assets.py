@@ -1,4 +1,9 @@
-"""Daily recommendations per region for marketing: the top-k products per customer for the next day."""
+"""Daily recommendations per region for marketing: the `top` and `discover` lists per customer for the next day.
+
+Served lists are kept by `for_date`: each materialisation replaces only the rows of its region and
+`for_date` (one transaction), so monitoring can score a day's lists once that day's sales land, also after
+the next day's lists were written.
+"""
 
 from datetime import timedelta
 
@@ -7,9 +12,11 @@ import pandas as pd
 
 from globolatte_dagster.defs.features.assets import daily_refresh
 from globolatte_dagster.defs.partitions import region_partitions
-from globolatte_dagster.lib import model as Mo
 from globolatte_dagster.lib.plots import markdown_table
+from globolatte_dagster.lib.recommend.metrics import HIT_RATE, K
+from globolatte_dagster.lib.recommend.scoring import RegionRecommender
 from globolatte_dagster.lib.schema import Column, Table, register
+from globolatte_dagster.resources.warehouse import Warehouse
 
 RECOMMENDATIONS = register(
     Table(
@@ -19,11 +26,12 @@ RECOMMENDATIONS = register(
             Column("region", "text", False),
             Column("customer_id", "text", False),
             Column("for_date", "date", False),
+            Column("list", "text", False),  # top | discover (products the customer has never bought)
             Column("rank", "int", False),
             Column("product_id", "text", False),
             Column("score", "float", False),
             Column("model_version", "text", False),
-            Column("basis", "text", False),  # model | segment (low history) | popularity (no segment)
+            Column("candidate", "text", False),  # the candidate recommender that made the list
         ),
         "region",
     )
@@ -31,9 +39,30 @@ RECOMMENDATIONS = register(
 
 
 class RecommendationsConfig(dg.Config):
-    """How many products per customer."""
+    """How many products per customer and list."""
 
-    k: int = 3
+    k: int = K
+
+
+def _list_figures(model: RegionRecommender) -> dict:
+    """The hold-out figures of both lists and their baselines, as the asset page shows them."""
+    m = model.metrics
+    rows = []
+    for lst, champion, baseline in (
+        ("top", m.get("champion"), m.get("best_baseline")),
+        ("discover", m.get("discover_champion"), "popularity"),
+    ):
+        prefix = "" if lst == "top" else "discover_"
+        rows.append(
+            {
+                "list": lst,
+                "candidate": champion,
+                HIT_RATE: m.get(f"{prefix}{HIT_RATE}_{champion}"),
+                "baseline": baseline,
+                f"baseline_{HIT_RATE}": m.get(f"{prefix}{HIT_RATE}_{baseline}"),
+            }
+        )
+    return {"holdout_figures": dg.MetadataValue.md(markdown_table(pd.DataFrame(rows).fillna("-"), "{:.4f}"))}
 
 
 @dg.asset(
@@ -41,45 +70,43 @@ class RecommendationsConfig(dg.Config):
     partitions_def=region_partitions,
     # the champion after the gate, never a rejected challenger
     ins={"model": dg.AssetIn(key=["ml", "registered_model"])},
-    metadata={"partition_expr": "region"},
-    io_manager_key="warehouse_io_manager",
     kinds={"scikitlearn", "pandas", "duckdb", "snowflake"},
     group_name="mart",
     pool="warehouse",
     automation_condition=daily_refresh(),
 )
 def recommendations(
-    context: dg.AssetExecutionContext, config: RecommendationsConfig, model: Mo.PreferenceModel
-) -> pd.DataFrame:
-    """Top-k products per customer for the day after the last landed sales day, in that day's weather."""
+    context: dg.AssetExecutionContext,
+    config: RecommendationsConfig,
+    warehouse: Warehouse,
+    model: RegionRecommender,
+) -> dg.MaterializeResult:
+    """Top and discover lists per customer for the day after the last landed sales day, in that day's weather."""
     region = context.partition_key
+    if model is None:
+        raise dg.Failure(description=f"{region}: no champion model to recommend with")
     for_date = model.as_of + timedelta(days=1)
     ctx = model.context(for_date, None)
-    requests = [
-        {"region": region, "customer_id": str(c), "date": for_date.isoformat(), "k": config.k}
-        for c in model.snapshot.customer_ids
-    ]
-    try:
-        scored = model.score(requests)
-    except Mo.BadRequest as exc:
-        raise dg.Failure(description=f"{region}: {exc}") from exc
-    out = scored.assign(region=region, for_date=pd.Timestamp(for_date), model_version=model.model_version)
+    lists = model.lists(for_date, config.k)
+    out = lists.assign(region=region, for_date=pd.Timestamp(for_date), model_version=model.model_version)
     out = out[RECOMMENDATIONS.column_names].reset_index(drop=True)
-    names = model.product_names
-    top = out[out["rank"] == 1]["product_id"].value_counts().head(10).rename_axis("product_id").reset_index()
-    top["product_name"] = top["product_id"].map(names)
-    context.add_output_metadata(
-        {
+    warehouse.replace_rows(RECOMMENDATIONS, out, {"region": region, "for_date": for_date.isoformat()})
+    top = out[(out["list"] == "top") & (out["rank"] == 1)]["product_id"].value_counts().head(10)
+    top = top.rename_axis("product_id").reset_index()
+    top["product_name"] = top["product_id"].map(model.product_names)
+    return dg.MaterializeResult(
+        metadata={
             "for_date": for_date.isoformat(),
             "customers": int(out["customer_id"].nunique()),
-            "rows": len(out),
+            "rows": dg.MetadataValue.json(out["list"].value_counts().to_dict()),
+            "dagster/row_count": len(out),
+            "candidates": dg.MetadataValue.json(
+                out.drop_duplicates("list").set_index("list")["candidate"].to_dict()
+            ),
             "weather_source": ctx.weather_source,
             "temp_max_c": "unknown" if ctx.temp_max_c != ctx.temp_max_c else round(ctx.temp_max_c, 1),
-            "basis": dg.MetadataValue.json(
-                out.drop_duplicates("customer_id")["basis"].value_counts().to_dict()
-            ),
             "model_version": model.model_version,
             "top_first_picks": dg.MetadataValue.md(markdown_table(top)),
+            **_list_figures(model),
         }
     )
-    return out

@@ -1,22 +1,30 @@
-"""Customer segments and the preference model per region, with their profiles, metrics and plots."""
+"""Customer segments and the recommender tournament per region, with their profiles, metrics and plots."""
 
 import json
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from globolatte_dagster import settings
 from globolatte_dagster.defs.features.assets import daily_refresh
-from globolatte_dagster.defs.partitions import region_partitions
+from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
 from globolatte_dagster.lib import features as F
-from globolatte_dagster.lib import model as Mo
 from globolatte_dagster.lib import plots
 from globolatte_dagster.lib import segments as S
+from globolatte_dagster.lib.recommend import data as D
+from globolatte_dagster.lib.recommend.metrics import HIT_RATE
+from globolatte_dagster.lib.recommend.scoring import RegionRecommender
+from globolatte_dagster.lib.recommend.tournament import train_region
+from globolatte_dagster.lib.recommend.training import CANDIDATES, TrainParams
+from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, PURCHASE_HISTORY, WEATHER
 from globolatte_dagster.resources.warehouse import Warehouse
 from globolatte_dagster.settings import default_sensor_status
 
 ML_KINDS = {"scikitlearn", "pandas"}
+SEGMENT_MODEL = dg.AssetKey(["ml", "segment_model"])
+PREFERENCE_MODEL = dg.AssetKey(["ml", "preference_model"])
 
 
 class SegmentsConfig(dg.Config):
@@ -27,13 +35,13 @@ class SegmentsConfig(dg.Config):
     k_max: int = 10
     k: int = 0
     n_init: int = 10
+    lookback_days: int = 365
     truth_dir: str = ""  # default: $GLOBOLATTE_HOME/simulator when it exists
 
 
 def _previous_segments(warehouse: Warehouse, region: str) -> pd.DataFrame:
     warehouse.ensure_tables([S.SEGMENTS])
-    sql = "SELECT customer_id, segment FROM ml.customer_segments WHERE region = ?"
-    df = warehouse.query(sql, [region])
+    df = warehouse.query("SELECT customer_id, segment FROM ml.customer_segments WHERE region = ?", [region])
     df.columns = [c.lower() for c in df.columns]
     return df
 
@@ -47,96 +55,170 @@ def _personas(truth_dir: str, region: str) -> pd.DataFrame | None:
     return personas[personas["region"] == region]
 
 
-@dg.asset(
-    key=S.SEGMENTS.key,
+@dg.multi_asset(
+    outs={
+        "customer_segments": dg.AssetOut(
+            key=S.SEGMENTS.key,
+            io_manager_key="warehouse_io_manager",
+            metadata={"partition_expr": "region"},
+            description="Customers clustered on what they buy (k by silhouette), ids aligned with the last run.",
+            kinds=ML_KINDS | {"duckdb", "snowflake"},
+            automation_condition=daily_refresh(),
+        ),
+        "segment_model": dg.AssetOut(
+            key=SEGMENT_MODEL,
+            io_manager_key="model_io_manager",
+            description="The fitted segmenter, which places customers in segments at any cutoff.",
+            kinds=ML_KINDS,
+            automation_condition=daily_refresh(),
+        ),
+    },
     partitions_def=region_partitions,
     ins={"features": dg.AssetIn(key=F.CUSTOMER_FEATURES.key)},
-    metadata={"partition_expr": "region"},
-    io_manager_key="warehouse_io_manager",
-    kinds=ML_KINDS | {"duckdb", "snowflake"},
+    deps=[dg.AssetDep(PURCHASE_HISTORY.key)],
     group_name="ml",
     pool="warehouse",
-    automation_condition=daily_refresh(),
 )
 def customer_segments(
     context: dg.AssetExecutionContext, config: SegmentsConfig, warehouse: Warehouse, features: pd.DataFrame
-) -> pd.DataFrame:
-    """K-means segments of scaled customer features, k by silhouette, ids aligned with the last run."""
+):
+    """K-means segments of what customers buy, k by silhouette, ids aligned with the last run."""
     region = context.partition_key
-    if len(features) < 4:
-        raise dg.Failure(
-            description=f"{region}: {len(features)} customer(s) with features, too few to segment"
-        )
+    history = D.load_history(warehouse.query, region, config.lookback_days)
+    mix = S.purchase_mix(history)
     k_range = range(config.k_min, config.k_max + 1)
-    seg = S.fit_segments(features, config.seed, k_range, k=config.k or None, n_init=config.n_init)
-    labels, dist = seg.assign(features)
-    out = pd.DataFrame({"customer_id": features["customer_id"], "segment": labels})
+    try:
+        seg = S.fit_segments(mix, config.seed, k_range, k=config.k or None, n_init=config.n_init)
+    except ValueError as exc:
+        raise dg.Failure(description=f"{region}: {exc}") from exc
+    ids = history.customers[mix.customers].astype(str)
+    labels, _ = seg.assign_mix(mix)
     previous = _previous_segments(warehouse, region)
     if len(previous):
-        S.align_to_previous(seg, out, previous)
-        labels, dist = seg.assign(features)
-        out["segment"] = labels
+        S.align_to_previous(seg, pd.DataFrame({"customer_id": ids, "segment": labels}), previous)
+    labels, dist = seg.assign_mix(mix)
+    out = pd.DataFrame({"customer_id": ids, "segment": labels})
     stability, shared = S.stability(out, previous)
     personas = _personas(config.truth_dir, region)
     persona_ari = S.persona_agreement(out, personas)[0] if personas is not None else None
-    products = F.products(warehouse.query)
-    profile = S.profiles(
-        features, out, dict(zip(products["product_id"], products["product_name"], strict=True))
+    profile = S.profiles(mix, labels, history.product_names)
+    spend = (
+        features.set_index("customer_id")["spend_per_visit_usd"] if len(features) else pd.Series(dtype=float)
     )
-    png = plots.segments_plot(seg._scaled(features), labels, profile, config.seed)
+    profile["spend_per_visit_usd"] = [
+        round(float(spend.reindex(ids[labels == s]).mean()), 2) for s in profile["segment"]
+    ]
     meta = {
         "k": seg.k,
         "silhouette_by_k": dg.MetadataValue.json({str(k): round(v, 4) for k, v in seg.silhouette.items()}),
         "customers": len(out),
+        "fitted_on": f"customers with at least {S.MIN_VISITS} visit days ({int((mix.visits >= S.MIN_VISITS).sum())})",
         "profiles": dg.MetadataValue.md(plots.markdown_table(profile)),
-        "plot": dg.MetadataValue.md(plots.markdown_image(png, "segments")),
+        "plot": dg.MetadataValue.md(
+            plots.markdown_image(
+                plots.segments_plot(seg.matrix(mix), labels, profile, config.seed), "segments"
+            )
+        ),
         "stability_ari": dg.MetadataValue.float(stability) if stability is not None else "no previous run",
         "stability_shared_customers": shared,
     }
     if persona_ari is not None:
         meta["persona_ari"] = dg.MetadataValue.float(persona_ari)
-    context.add_output_metadata(meta)
-    return out.assign(
-        region=region, as_of=features["as_of"], low_history=features["low_history"], distance=dist
+    table = out.assign(
+        region=region,
+        as_of=pd.Timestamp(history.last_day),
+        low_history=mix.visits < S.MIN_VISITS,
+        distance=dist,
     )[S.SEGMENTS.column_names]
+    yield dg.Output(table, output_name="customer_segments", metadata=meta)
+    yield dg.Output(
+        seg, output_name="segment_model", metadata={"k": seg.k, "as_of": history.last_day.isoformat()}
+    )
 
 
 class PreferenceModelConfig(dg.Config):
-    """Split, booster hyperparameters and feature windows of the preference model (seeds fixed)."""
+    """The tournament: split, candidates, the context model's booster (seeds fixed), forced choices."""
 
     holdout_days: int = 14
-    train_days: int = 28
+    lookback_days: int = 365
+    recent_days: int = 28
+    train_windows: int = 3
+    max_candidates: int = 30
+    negative_share: float = 0.25
+    max_train_rows: int = 0  # named option for scale: a seeded sample of training rows (0: all)
     max_iter: int = 120
     learning_rate: float = 0.1
     max_leaf_nodes: int = 31
-    min_samples_leaf: int = 40
+    min_samples_leaf: int = 50
     l2_regularization: float = 1.0
-    negative_sample: float = 1.0  # 1.0: every candidate row, unweighted (see lib.model.TrainParams)
-    sample_customers: int = 1000  # customers whose training and hold-out rows are built (seeded sample)
-    train_buyers_per_day: int = 200  # buyers per training day the booster learns from (seeded sample)
-    seed: int = 0
-    k: int = 3
-    # OpenMP threads of the booster's fits. The fitted model is the same for any count (histograms are
-    # built per feature); 1 suits a machine that runs several runs at once, the core count a lone run.
+    # OpenMP threads of the booster's fits; the fitted model is the same for any count.
     threads: int = 1
-    lookback_days: int = 180
-    recent_days: int = 28
-    half_life_days: float = 14.0
-    min_visit_days: int = 3
+    seed: int = 0
+    n_boot: int = 1000
+    candidates: list[str] = Field(default_factory=lambda: list(CANDIDATES))
+    force_candidate: str = (
+        ""  # serve this candidate in the top list whatever the figures (recorded as forced)
+    )
+    force_discover: str = ""
 
-    def train_params(self) -> Mo.TrainParams:
-        fields = Mo.TrainParams.__dataclass_fields__
-        return Mo.TrainParams(**{k: v for k, v in self.model_dump().items() if k in fields})
+    def train_params(self) -> TrainParams:
+        fields = TrainParams.__dataclass_fields__
+        values = {k: v for k, v in self.model_dump().items() if k in fields}
+        values["candidates"] = tuple(values["candidates"])
+        return TrainParams(**values)
 
-    def feature_params(self) -> F.FeatureParams:
-        return F.FeatureParams(self.lookback_days, self.recent_days, self.half_life_days, self.min_visit_days)
+
+def _tournament_metadata(result, region: str) -> dict:
+    m, k = result.metrics, HIT_RATE
+    table = result.tables.get("tournament")
+    reasons = [f"{lst}: {r}" for lst in ("top", "discover") for r in m["tournament"][lst]["reasons"]]
+    meta = {
+        "champion": m["champion"],
+        "discover_champion": m["discover_champion"],
+        "forced": m["forced"],
+        "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons)),
+        "weather": m["weather"],
+        "customers": m["customers"],
+        "products": m["products"],
+        "sales_days": m["sales_days"],
+        "as_of": m["last_day"],
+        "candidates": dg.MetadataValue.json(json.loads(json.dumps(m["candidates"], default=str))),
+        "skipped": dg.MetadataValue.json(m["skipped"]),
+        "timings_s": dg.MetadataValue.json(result.timings),
+    }
+    if k in m:
+        meta[k] = dg.MetadataValue.float(round(m[k], 4))
+        meta[f"best_baseline_{k}"] = dg.MetadataValue.float(round(m[f"best_baseline_{k}"], 4))
+        meta["best_baseline"] = m["best_baseline"]
+        meta["holdout_days"] = " .. ".join(m["holdout_days"])
+        meta["holdout_customer_days"] = m["holdout_customer_days"]
+        meta["discover_customer_days"] = m["discover_customer_days"]
+        for name in CANDIDATES:
+            if f"{k}_{name}" in m:
+                meta[f"{k}_{name}"] = dg.MetadataValue.float(round(m[f"{k}_{name}"], 4))
+    if f"discover_{k}" in m:
+        meta[f"discover_{k}"] = dg.MetadataValue.float(round(m[f"discover_{k}"], 4))
+    if table is not None:
+        meta["tournament"] = dg.MetadataValue.md(plots.markdown_table(table, "{:.4f}"))
+        per_day = result.tables.get("per_day")
+        meta["plot"] = dg.MetadataValue.md(
+            plots.markdown_image(plots.tournament_plot(table, per_day), "tournament")
+        )
+        if per_day is not None:
+            meta["per_day"] = dg.MetadataValue.md(plots.markdown_table(per_day, "{:.3f}"))
+    return meta
 
 
 @dg.asset(
-    key=["ml", "preference_model"],
+    key=PREFERENCE_MODEL,
     partitions_def=region_partitions,
-    ins={"segments": dg.AssetIn(key=S.SEGMENTS.key)},
-    deps=[dg.AssetDep(F.CUSTOMER_FEATURES.key)],
+    ins={"segment_model": dg.AssetIn(key=SEGMENT_MODEL)},
+    deps=[
+        dg.AssetDep(PURCHASE_HISTORY.key),
+        dg.AssetDep(WEATHER.key, partition_mapping=region_of_region_day),
+        dg.AssetDep(PRODUCTS.key),
+        dg.AssetDep(CALENDAR.key),
+    ],
     io_manager_key="model_io_manager",
     kinds=ML_KINDS,
     group_name="ml",
@@ -146,58 +228,35 @@ def preference_model(
     context: dg.AssetExecutionContext,
     config: PreferenceModelConfig,
     warehouse: Warehouse,
-    segments: pd.DataFrame,
-) -> Mo.PreferenceModel:
-    """Which products a customer buys on a day: evaluated on a time-based hold-out, refit for serving."""
+    segment_model: S.Segmenter,
+) -> RegionRecommender:
+    """Every candidate recommender judged on a time-based hold-out; the champions refit for serving."""
     region = context.partition_key
     try:
-        result = Mo.train_region(
-            warehouse.query,
-            region,
-            segments,
-            config.train_params(),
-            config.feature_params(),
-            context.log.info,
+        params = config.train_params()
+        history = D.load_history(warehouse.query, region, params.lookback_days)
+        result = train_region(
+            history,
+            params,
+            segment_at=segment_model.assign,
+            segments_now=segment_model.assign(history),
+            force_candidate=config.force_candidate,
+            force_discover=config.force_discover,
+            log=context.log.info,
         )
     except ValueError as exc:
         raise dg.Failure(description=f"{region}: {exc}") from exc
-    ev, m, k = result.evaluation, result.model.metrics, config.k
-    names = ("model", "repeat", "popularity")
-    table = pd.DataFrame([{"baseline": n, f"hit_rate_at_{k}": ev[f"hit_rate_at_{k}_{n}"]} for n in names])
-    context.add_output_metadata(
-        {
-            **{
-                f"hit_rate_at_{k}_{n}": dg.MetadataValue.float(round(ev[f"hit_rate_at_{k}_{n}"], 4))
-                for n in names
-            },
-            "beats_repeat": ev[f"hit_rate_at_{k}_model"] > ev[f"hit_rate_at_{k}_repeat"],
-            "coverage": dg.MetadataValue.float(round(ev["coverage"], 4)),
-            "holdout_buyer_days": ev["holdout_buyer_days"],
-            "sample_customers": m["sample_customers"],
-            "region_customers": m["region_customers"],
-            "train_buyer_days": m["train_buyer_days"],
-            "train_rows": m["train_rows"],
-            "metrics_table": dg.MetadataValue.md(plots.markdown_table(table)),
-            "per_segment": dg.MetadataValue.md(plots.markdown_table(pd.DataFrame(ev["per_segment"]))),
-            "per_day": dg.MetadataValue.md(plots.markdown_table(pd.DataFrame(ev["per_day"]))),
-            "plot": dg.MetadataValue.md(plots.markdown_image(plots.model_plot(ev, k), "hit rate")),
-            "train_days": " .. ".join(m["train_days"]),
-            "holdout_days": " .. ".join(m["holdout_days"]),
-            "as_of": result.model.as_of.isoformat(),
-            "products": m["products"],
-            "customers": m["customers"],
-            "timings_s": dg.MetadataValue.json({key: round(v, 2) for key, v in result.timings.items()}),
-            "params": dg.MetadataValue.json(json.loads(json.dumps(result.model.params, default=str))),
-        }
-    )
+    context.add_output_metadata(_tournament_metadata(result, region))
     return result.model
 
 
 ml_automation_sensor = dg.AutomationConditionSensorDefinition(
     "ml_automation_sensor",
-    target=dg.AssetSelection.assets(F.CUSTOMER_FEATURES.key, S.SEGMENTS.key, ["ml", "preference_model"])
+    target=dg.AssetSelection.assets(
+        F.CUSTOMER_FEATURES.key, PURCHASE_HISTORY.key, S.SEGMENTS.key, SEGMENT_MODEL, PREFERENCE_MODEL
+    )
     | dg.AssetSelection.assets(["mart", "recommendations"]),
     default_status=default_sensor_status(),
     minimum_interval_seconds=30,
-    description="Refreshes features, segments, models and recommendations once new sales land (once a day per region).",
+    description="Refreshes features, segments, the tournament and recommendations once new sales land (once a day per region).",
 )

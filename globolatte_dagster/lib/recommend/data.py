@@ -1,0 +1,290 @@
+"""A region's purchase history as compact arrays, read from `core.purchase_history`, and request batches.
+
+`core.purchase_history` is computed in the warehouse (SQL, `PURCHASE_HISTORY_SQL`): one row per (day,
+loyalty customer, product) with the quantity, the number of transactions and the first hour, plus one row
+per (day, product) for guests (customer_id NULL). Everything the recommenders need (frequencies, decayed
+counts, baskets, popularity in context) is derived from it here, point in time: a view `until(cutoff)`
+holds only days on or before the cutoff, so nothing after a cutoff can leak into what is learned from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from globolatte_dagster.lib.contract import REGIONS
+from globolatte_dagster.lib.recommend.context import ContextArrays, DayContext, WeatherBook
+from globolatte_dagster.lib.schema import PURCHASE_HISTORY
+
+Query = Callable[[str, Sequence[Any]], pd.DataFrame]
+
+_H = f"{PURCHASE_HISTORY.schema}.{PURCHASE_HISTORY.name}"
+# Parameters: region (delete), region (insert). Run in one transaction: readers see the old or the new rows.
+PURCHASE_HISTORY_DELETE_SQL = f"DELETE FROM {_H} WHERE region = ?"
+PURCHASE_HISTORY_SQL = f"""
+INSERT INTO {_H} (region, day, customer_id, product_id, quantity, transactions, first_hour)
+SELECT s.region, s.day, s.customer_id, s.product_id, SUM(s.quantity), COUNT(DISTINCT s.transaction_id),
+       MIN(EXTRACT(HOUR FROM s.transaction_date))
+FROM raw.sales s
+WHERE s.region = ?
+GROUP BY s.region, s.day, s.customer_id, s.product_id
+"""
+HISTORY_SQL = f"""
+SELECT h.day, h.customer_id, h.product_id, h.quantity, h.transactions, h.first_hour
+FROM {_H} h WHERE h.region = ? AND h.day >= CAST(? AS DATE) AND h.day <= CAST(? AS DATE)
+"""
+LAST_DAY_SQL = f"SELECT MAX(h.day) AS last_day, COUNT(*) AS n FROM {_H} h WHERE h.region = ?"
+CUSTOMERS_SQL = (
+    f"SELECT DISTINCT h.customer_id FROM {_H} h WHERE h.region = ? AND h.customer_id IS NOT NULL "
+    "AND h.day <= CAST(? AS DATE)"
+)
+WEATHER_SQL = "SELECT w.day, w.temp_max_c, w.precip_mm FROM raw.weather w WHERE w.region = ?"
+PRODUCTS_SQL = "SELECT p.product_id, p.product_name, p.category, p.serving FROM core.products p"
+
+
+def _lower(df: pd.DataFrame) -> pd.DataFrame:
+    df.columns = [str(c).lower() for c in df.columns]
+    return df
+
+
+@dataclass
+class History:
+    """Loyalty purchase lines (one per day, customer, product) and every sale's product counts by day."""
+
+    region: str
+    products: np.ndarray  # (P,) product ids, sorted
+    serving: np.ndarray  # (P,) hot | iced | none
+    category: np.ndarray  # (P,)
+    product_names: dict[str, str]
+    customers: np.ndarray  # (C,) loyalty customer ids, sorted
+    day: np.ndarray  # (N,) int32 day ordinal of each loyalty line
+    cust: np.ndarray  # (N,) int32 index into customers
+    prod: np.ndarray  # (N,) int32 index into products
+    quantity: np.ndarray  # (N,) float32
+    hour: np.ndarray  # (N,) float32 first hour of the line's transactions
+    pop_day: np.ndarray  # (M,) int32 day ordinal, every sale (guests included) by (day, product)
+    pop_prod: np.ndarray  # (M,) int32
+    pop_n: np.ndarray  # (M,) float32 transactions with the product that day
+    weather: WeatherBook
+    cutoff: date | None = None  # None: everything loaded
+    index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.index = {str(c): i for i, c in enumerate(self.customers)}
+
+    # ---------------------------------------------------------------------------------------- shape
+    @property
+    def n_products(self) -> int:
+        return len(self.products)
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.customers)
+
+    @property
+    def sales_days(self) -> list[date]:
+        return [date.fromordinal(int(d)) for d in np.unique(self.pop_day)]
+
+    @property
+    def last_day(self) -> date:
+        if len(self.pop_day) == 0:
+            raise ValueError(f"{self.region}: no sales in the history")
+        return date.fromordinal(int(self.pop_day.max()))
+
+    def until(self, cutoff: date) -> History:
+        """Only what was known at the end of `cutoff` (same product and customer index)."""
+        c = cutoff.toordinal()
+        keep, pkeep = self.day <= c, self.pop_day <= c
+        return History(
+            self.region,
+            self.products,
+            self.serving,
+            self.category,
+            self.product_names,
+            self.customers,
+            self.day[keep],
+            self.cust[keep],
+            self.prod[keep],
+            self.quantity[keep],
+            self.hour[keep],
+            self.pop_day[pkeep],
+            self.pop_prod[pkeep],
+            self.pop_n[pkeep],
+            self.weather.until(cutoff),
+            cutoff,
+        )
+
+    def between(self, first: date, last: date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Loyalty lines (day, cust, prod) with first <= day <= last (labels of a window)."""
+        a, b = first.toordinal(), last.toordinal()
+        keep = (self.day >= a) & (self.day <= b)
+        return self.day[keep], self.cust[keep], self.prod[keep]
+
+    def known_customers(self) -> np.ndarray:
+        """(C,) bool: the customer has a purchase in this view."""
+        out = np.zeros(self.n_customers, dtype=bool)
+        out[self.cust] = True
+        return out
+
+    def context(self, day: date) -> DayContext:
+        known = self.cutoff or (self.last_day if len(self.pop_day) else day)
+        return self.weather.context(self.region, day, known_until=known)
+
+    def contexts(self, days: Sequence[date]) -> ContextArrays:
+        cache: dict[date, DayContext] = {}
+        out = []
+        for d in days:
+            if d not in cache:
+                cache[d] = self.context(d)
+            out.append(cache[d])
+        return ContextArrays.of(out)
+
+
+def load_history(
+    query: Query, region: str, lookback_days: int = 365, last_day: date | None = None
+) -> History:
+    """The region's history over `lookback_days` up to its last landed day (or `last_day`)."""
+    if region not in REGIONS:
+        raise ValueError(f"unknown region '{region}'")
+    if last_day is None:
+        row = _lower(query(LAST_DAY_SQL, [region])).iloc[0]
+        if row["last_day"] is None or pd.isna(row["last_day"]):
+            raise ValueError(f"no sales have landed for region '{region}'")
+        last_day = pd.Timestamp(row["last_day"]).date()
+    first = last_day - timedelta(days=lookback_days)
+    lines = _lower(query(HISTORY_SQL, [region, first.isoformat(), last_day.isoformat()]))
+    products = _lower(query(PRODUCTS_SQL, []))
+    weather = _lower(query(WEATHER_SQL, [region]))
+    for col in ("temp_max_c", "precip_mm"):
+        weather[col] = pd.to_numeric(weather[col], errors="coerce").astype("float64")
+    everyone = _lower(query(CUSTOMERS_SQL, [region, last_day.isoformat()]))["customer_id"].astype(str)
+    return history_from_frames(region, lines, products, weather, everyone.tolist())
+
+
+def history_from_frames(
+    region: str,
+    lines: pd.DataFrame,
+    products: pd.DataFrame,
+    weather: pd.DataFrame,
+    customers: Sequence[str] = (),
+) -> History:
+    """A History from `core.purchase_history` rows, the catalogue and the weather rows.
+
+    `customers`: every customer the warehouse has seen in the region (also those older than the look-back
+    window), so that none of them is ever taken for a cold start.
+    """
+    if lines.empty:
+        raise ValueError(f"no sales have landed for region '{region}'")
+    lines = lines.copy()
+    lines["day"] = pd.to_datetime(lines["day"]).dt.date.map(date.toordinal).astype(np.int32)
+    lines["product_id"] = lines["product_id"].astype(str)
+    prod_ids = np.array(sorted(lines["product_id"].unique()), dtype=object)
+    p_index = pd.Index(prod_ids)
+    cat = products.assign(product_id=products["product_id"].astype(str)).set_index("product_id")
+    cat = cat.reindex(prod_ids)
+    serving = cat["serving"].fillna("none").astype(str).str.lower().to_numpy(dtype=object)
+    category = cat["category"].fillna("unknown").astype(str).to_numpy(dtype=object)
+    names = {p: (n if isinstance(n, str) else p) for p, n in zip(prod_ids, cat["product_name"], strict=True)}
+
+    pop = lines.groupby(["day", "product_id"], as_index=False)["transactions"].sum()
+    loyal = lines[lines["customer_id"].notna() & (lines["customer_id"].astype(str).str.len() > 0)]
+    cust_ids = np.array(sorted(set(loyal["customer_id"].astype(str)) | set(customers)), dtype=object)
+    c_index = pd.Index(cust_ids)
+    hour = pd.to_numeric(loyal["first_hour"], errors="coerce").astype("float32").to_numpy()
+    return History(
+        region=region,
+        products=prod_ids,
+        serving=serving,
+        category=category,
+        product_names=names,
+        customers=cust_ids,
+        day=loyal["day"].to_numpy(dtype=np.int32),
+        cust=c_index.get_indexer(loyal["customer_id"].astype(str)).astype(np.int32),
+        prod=p_index.get_indexer(loyal["product_id"]).astype(np.int32),
+        quantity=pd.to_numeric(loyal["quantity"]).astype("float32").to_numpy(),
+        hour=hour,
+        pop_day=pop["day"].to_numpy(dtype=np.int32),
+        pop_prod=p_index.get_indexer(pop["product_id"]).astype(np.int32),
+        pop_n=pd.to_numeric(pop["transactions"]).astype("float32").to_numpy(),
+        weather=WeatherBook.from_frame(weather),
+    )
+
+
+@dataclass
+class Requests:
+    """A batch of (customer, day) requests in a region: what every candidate scores."""
+
+    cust: np.ndarray  # (R,) customer index into the history, -1 for a customer it has never seen
+    day: np.ndarray  # (R,) int32 day ordinal
+    ctx: ContextArrays
+    horizon: np.ndarray  # (R,) days between the snapshot's cutoff and the request day (>= 1)
+
+    def __len__(self) -> int:
+        return len(self.cust)
+
+    @classmethod
+    def build(
+        cls,
+        history: History,
+        customers: Sequence[int] | np.ndarray,
+        days: Sequence[date],
+        contexts: ContextArrays | None = None,
+    ) -> Requests:
+        cutoff = history.cutoff or history.last_day
+        ords = np.array([d.toordinal() for d in days], dtype=np.int32)
+        return cls(
+            cust=np.asarray(customers, dtype=np.int64),
+            day=ords,
+            ctx=contexts if contexts is not None else history.contexts(days),
+            horizon=np.maximum(ords - cutoff.toordinal(), 1).astype(float),
+        )
+
+    def subset(self, rows: np.ndarray) -> Requests:
+        c = self.ctx
+        return Requests(
+            self.cust[rows],
+            self.day[rows],
+            ContextArrays(
+                c.temp[rows],
+                c.precip[rows],
+                c.weekday[rows],
+                c.weekend[rows],
+                c.holiday[rows],
+                c.season[rows],
+            ),
+            self.horizon[rows],
+        )
+
+
+@dataclass(frozen=True)
+class Window:
+    """Label days (first..last) scored from a snapshot as of `cutoff` (the day before `first`)."""
+
+    cutoff: date
+    first: date
+    last: date
+
+
+def label_requests(
+    history: History, window: Window, observed_context: bool = True
+) -> tuple[Requests, list[set[int]]]:
+    """One request per (day, loyalty customer who bought that day) in the window, and what they bought.
+
+    `history` must hold the window's days (the full history); the requests are scored by candidates fitted
+    on `history.until(window.cutoff)`. Contexts are each day's observed weather (the day's own context).
+    """
+    d, c, p = history.between(window.first, window.last)
+    if len(d) == 0:
+        return Requests.build(history.until(window.cutoff), [], []), []
+    keys = pd.DataFrame({"day": d, "cust": c, "prod": p})
+    grouped = keys.groupby(["day", "cust"], sort=True)["prod"].agg(lambda s: set(map(int, s)))
+    days = [date.fromordinal(int(x)) for x in grouped.index.get_level_values(0)]
+    custs = grouped.index.get_level_values(1).to_numpy(dtype=np.int64)
+    ctx = history.contexts(days) if observed_context else None
+    req = Requests.build(history.until(window.cutoff), custs, days, ctx)
+    return req, list(grouped.to_numpy())
