@@ -72,7 +72,7 @@ def request_pool(models: dict[str, Any], n: int = 3000) -> list[dict]:
     for i in range(n):
         region = REGION_KEYS[i % 3]
         model = models[region]
-        ids = [str(c) for c in model.snapshot.customer_ids]
+        ids = [str(c) for c in model.customers]
         cid = ids[(i * 7919) % len(ids)] if i % 10 else f"NEW-{i}"
         req = {
             "region": region,

@@ -1,37 +1,36 @@
-"""Small real preference models for the registry, scoring and endpoint tests, built once per process.
+"""Small real recommenders for the registry, scoring and endpoint tests, built once per process.
 
-Simulator data is loaded into a DuckDB warehouse (`ml_data`), segmented and trained with the ML code
-(`lib.segments`, `lib.model.train_region`). Training runs with one BLAS/OpenMP thread: the test machines
+Simulator data is loaded into a DuckDB warehouse (`ml_data`), the purchase history is reduced in it with
+the asset's own SQL, and every region's tournament is trained with the ML code (`lib.segments`,
+`lib.recommend.tournament.train_region`). Training runs with one BLAS/OpenMP thread: the test machines
 have two cores and oversubscription makes small fits several times slower.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
 import functools
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from globolatte_dagster.lib import features as F
-from globolatte_dagster.lib import model as M
+from globolatte_dagster.lib import segments as S
 from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.lib.recommend import data as D
+from globolatte_dagster.lib.recommend.scoring import RegionRecommender
+from globolatte_dagster.lib.recommend.tournament import train_region
+from globolatte_dagster.lib.recommend.training import TrainParams
 from globolatte_dagster.lib.registry import LocalRegistryStore
-from globolatte_dagster.lib.segments import fit_segments
+from globolatte_dagster.lib.schema import PURCHASE_HISTORY
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import SimCase, landed_frames, load_duckdb, simulate_case
 
-DAYS = 24  # the smallest history train_region accepts with PARAMS is 15 days
+DAYS = 24
 CUSTOMERS = 40
-PARAMS = M.TrainParams(max_iter=30, holdout_days=7, train_days=14)
+PARAMS = TrainParams(max_iter=30, holdout_days=7, train_windows=1, n_boot=200)
 
 
 @dataclass
@@ -50,34 +49,20 @@ class ModelsCase:
         return {r: copy.deepcopy(m) for r, m in self.models.items()}
 
 
-def segments_for(query, region: str, last_day, seed: int = 0) -> pd.DataFrame:
-    cf = F.customer_features(query, region, last_day)
-    segmenter = fit_segments(cf, seed=seed, k=3, n_init=2)
-    seg, _ = segmenter.assign(cf)
-    return pd.DataFrame({"customer_id": cf["customer_id"].astype(str), "segment": seg})
+def build_purchase_history(warehouse: DuckDBWarehouse, regions: tuple[str, ...] | list[str]) -> None:
+    """core.purchase_history with the asset's own SQL (what `core/purchase_history` materialises)."""
+    warehouse.ensure_tables([PURCHASE_HISTORY])
+    for region in regions:
+        warehouse.transaction([(D.PURCHASE_HISTORY_DELETE_SQL, [region]), (D.PURCHASE_HISTORY_SQL, [region])])
 
 
-@contextlib.contextmanager
-def shuffled_labels(seed: int = 0) -> Iterator[None]:
-    """Train on shuffled labels: the estimator learns noise, the hold-out evaluation stays honest."""
-    original = M.fit_estimator
-    rng = np.random.default_rng(seed)
-
-    def fit(rows, p):
-        return original([dataclasses.replace(r, label=rng.permutation(r.label)) for r in rows], p)
-
-    M.fit_estimator = fit
-    try:
-        yield
-    finally:
-        M.fit_estimator = original
-
-
-def train(
-    query, region: str, last_day, params: M.TrainParams = PARAMS, shuffle: bool = False
-) -> M.PreferenceModel:
-    with threadpool_limits(limits=1), shuffled_labels() if shuffle else contextlib.nullcontext():
-        return M.train_region(query, region, segments_for(query, region, last_day), params).model
+def train(query, region: str, params: TrainParams = PARAMS, **kwargs: Any) -> RegionRecommender:
+    with threadpool_limits(limits=1):
+        history = D.load_history(query, region, params.lookback_days)
+        segmenter = S.fit_segments(S.purchase_mix(history), seed=0, k=3, n_init=2)
+        return train_region(
+            history, params, segment_at=segmenter.assign, segments_now=segmenter.assign(history), **kwargs
+        ).model
 
 
 @functools.lru_cache(maxsize=4)
@@ -85,15 +70,15 @@ def trained_models(
     days: int = DAYS,
     customers: int = CUSTOMERS,
     regions: tuple[str, ...] = REGION_KEYS,
-    params: M.TrainParams = PARAMS,
-    shuffle: bool = False,
+    params: TrainParams = PARAMS,
 ) -> ModelsCase:
     root = Path(tempfile.mkdtemp(prefix="globolatte-serving-tests-"))
     case = simulate_case(root, days, customers, regions=regions)
     database = str(root / "warehouse.duckdb")
     load_duckdb(database, landed_frames(case.landing))
-    query = DuckDBWarehouse(database=database).query
-    models = {region: train(query, region, case.last_day, params, shuffle) for region in regions}
+    warehouse = DuckDBWarehouse(database=database)
+    build_purchase_history(warehouse, regions)
+    models = {region: train(warehouse.query, region, params) for region in regions}
     return ModelsCase(root, case, database, models)
 
 

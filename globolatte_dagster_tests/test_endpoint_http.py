@@ -59,7 +59,7 @@ def mixed_requests(case, n: int) -> list[dict]:
     out = []
     for i in range(n):
         region = REGION_KEYS[i % 3]
-        ids = [str(c) for c in case.models[region].snapshot.customer_ids]
+        ids = [str(c) for c in case.models[region].customers]
         cid = ids[i % len(ids)] if i % 10 else f"NEW-{i}"
         req = {"region": region, "customer_id": cid, "date": for_date(case), "k": 1 + i % 5}
         if i % 4 == 0:

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from globolatte_dagster.lib import features as F
+from globolatte_dagster.lib.recommend import data as D
+from globolatte_dagster.lib.recommend.context import temp_band
 from globolatte_dagster.lib.reference import build_calendar
-from globolatte_dagster.lib.schema import SALES, WEATHER
+from globolatte_dagster.lib.schema import PURCHASE_HISTORY, SALES, WEATHER
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import FakesnowWarehouse, load_duckdb
 
@@ -134,19 +136,32 @@ def test_many_cutoffs_equal_one_cutoff_at_a_time(duck):
         one = F.customer_features(duck.query, "canada", D0 + timedelta(days=k))
         part = many[many["as_of"] == pd.Timestamp(D0 + timedelta(days=k))].reset_index(drop=True)
         pd.testing.assert_frame_equal(part, one)
-    cp_many = F.customer_products(duck.query, "canada", D0, D0 + timedelta(days=5))
-    cp_one = F.customer_products(duck.query, "canada", CUTOFF)
-    part = cp_many[cp_many["as_of"] == CUTOFF].reset_index(drop=True)
-    pd.testing.assert_frame_equal(part, cp_one)
 
 
-def test_customer_products_and_popularity(duck):
-    cp = F.customer_products(duck.query, "canada", CUTOFF).set_index(["customer_id", "product_id"])
-    assert cp.loc[("C1", "P1"), "n"] == 2 and cp.loc[("C1", "P1"), "last_age"] == 2
-    assert cp.loc[("C1", "P2"), "rw"] == pytest.approx(0.5 ** (1 / 14) + 1.0)
-    pop = F.product_popularity(duck.query, "canada", CUTOFF).set_index("product_id")
-    assert pop.loc["P1", "n"] == 3  # guests count for popularity
-    assert pop["n_tx"].iloc[0] == 6
+def _purchase_history(warehouse) -> pd.DataFrame:
+    warehouse.execute(PURCHASE_HISTORY.ddl(warehouse.dialect))
+    warehouse.execute(D.PURCHASE_HISTORY_DELETE_SQL, ["canada"])
+    warehouse.execute(D.PURCHASE_HISTORY_SQL, ["canada"])
+    out = warehouse.query(
+        "SELECT day, customer_id, product_id, quantity, transactions, first_hour FROM core.purchase_history "
+        "WHERE region = ? ORDER BY day, customer_id NULLS FIRST, product_id",
+        ["canada"],
+    )
+    out.columns = [c.lower() for c in out.columns]
+    out["day"] = pd.to_datetime(out["day"])
+    return out.astype({"quantity": "int64", "transactions": "int64", "first_hour": "int64"})
+
+
+def test_purchase_history_has_one_row_per_day_customer_and_product_and_guests_per_product(duck):
+    ph = _purchase_history(duck)
+    sales = duck.query("SELECT * FROM raw.sales WHERE region = 'canada'")
+    assert ph["quantity"].sum() == sales["quantity"].sum()  # nothing lost, nothing doubled
+    assert not ph.duplicated(["day", "customer_id", "product_id"]).any()
+    guests = ph[ph["customer_id"].isna()]
+    assert len(guests) and (guests["transactions"] >= 1).all()
+    history = D.load_history(duck.query, "canada")
+    assert set(history.customers) == set(sales["customer_id"].dropna())
+    assert history.pop_n.sum() == ph["transactions"].sum()  # popularity counts guests too
 
 
 def test_region_without_weather_still_has_features(duck):
@@ -165,8 +180,8 @@ def test_bad_parameters_are_rejected():
 
 
 def test_temperature_bands_match_the_sql():
-    assert list(F.temp_band(np.array([-3.0, 5.0, 14.9, 30.0, np.nan]))[:4]) == [0, 1, 2, 6]
-    assert np.isnan(F.temp_band(np.array([np.nan]))[0])
+    assert list(temp_band(np.array([-3.0, 5.0, 14.9, 30.0, np.nan]))[:4]) == [0, 1, 2, 6]
+    assert np.isnan(temp_band(np.array([np.nan]))[0])
 
 
 @pytest.mark.azure
@@ -176,8 +191,8 @@ def test_same_sql_on_snowflake_dialect_fakesnow(duck):
     with fakesnow.patch():
         snow = FakesnowWarehouse()
         snow.load(tiny_frames())
-        for fn in (F.customer_features, F.customer_products, F.product_popularity):
-            a = fn(duck.query, "canada", D0, D0 + timedelta(days=5))
-            b = fn(snow.query, "canada", D0, D0 + timedelta(days=5))
-            assert len(a) > 0
-            pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False, rtol=1e-9)
+        a = F.customer_features(duck.query, "canada", D0, D0 + timedelta(days=5))
+        b = F.customer_features(snow.query, "canada", D0, D0 + timedelta(days=5))
+        assert len(a) > 0
+        pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False, rtol=1e-9)
+        pd.testing.assert_frame_equal(_purchase_history(duck), _purchase_history(snow), check_dtype=False)

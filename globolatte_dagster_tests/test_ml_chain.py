@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from globolatte_dagster.defs.features.assets import customer_features
+from globolatte_dagster.defs.features.assets import customer_features, purchase_history
 from globolatte_dagster.defs.mart.assets import recommendations
 from globolatte_dagster.defs.ml.assets import customer_segments, ml_automation_sensor, preference_model
 from globolatte_dagster.defs.ml.registry import registered_model
@@ -21,7 +21,14 @@ from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
 
 # The recommendations come from the champion after the registry's gate, so the chain includes it.
-CHAIN = [customer_features, customer_segments, preference_model, registered_model, recommendations]
+CHAIN = [
+    purchase_history,
+    customer_features,
+    customer_segments,
+    preference_model,
+    registered_model,
+    recommendations,
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +50,9 @@ def _resources(db: str, root: Path) -> dict:
 
 
 def _config(truth: Path, model: bool = True) -> dg.RunConfig:
-    ops = {"ml__customer_segments": {"config": {"truth_dir": str(truth), "k_max": 8, "n_init": 4}}}
+    ops = {"customer_segments": {"config": {"truth_dir": str(truth), "k_max": 8, "n_init": 4}}}
     if model:
-        ops["ml__preference_model"] = {"config": {"max_iter": 40}}
-        # a tiny case need not beat the baselines: promote it (recorded as forced) to test the mechanics
-        ops["ml__registered_model"] = {"config": {"force_promotion": True}}
+        ops["ml__preference_model"] = {"config": {"max_iter": 40, "n_boot": 200}}
     return dg.RunConfig(ops=ops)
 
 
@@ -58,18 +63,25 @@ def test_chain_materialises_and_recommendations_match_the_model(case):
     )
     assert result.success
 
-    seg_meta = result.asset_materializations_for_node("ml__customer_segments")[0].metadata
+    seg_meta = next(
+        m.metadata
+        for m in result.asset_materializations_for_node("customer_segments")
+        if m.asset_key == dg.AssetKey(["ml", "customer_segments"])
+    )
     assert seg_meta["k"].value >= 2
     assert "persona_ari" in seg_meta and "data:image/png;base64," in seg_meta["plot"].value
     assert "| segment |" in seg_meta["profiles"].value
 
     model_meta = result.asset_materializations_for_node("ml__preference_model")[0].metadata
-    for key in ("hit_rate_at_3_model", "hit_rate_at_3_repeat", "hit_rate_at_3_popularity", "coverage"):
-        assert 0.0 <= model_meta[key].value <= 1.0
+    for name in ("popularity", "repeat", "recency_repeat", "tifu_knn", "context_model"):
+        assert 0.0 <= model_meta[f"hit_rate_at_3_{name}"].value <= 1.0, name
+    assert model_meta["hit_rate_at_3"].value >= model_meta["best_baseline_hit_rate_at_3"].value
+    assert "data:image/png;base64," in model_meta["plot"].value
     assert (
-        "data:image/png;base64," in model_meta["plot"].value
-        and "| segment |" in model_meta["per_segment"].value
+        "| list | candidate |" in model_meta["tournament"].value
+        and "discover" in model_meta["tournament"].value
     )
+    assert "replace" in model_meta["reasons"].value  # the gate's reasons name the figures
 
     model = result.output_for_node("ml__preference_model")
     conn = duckdb.connect(db, read_only=True)
@@ -84,37 +96,82 @@ def test_chain_materialises_and_recommendations_match_the_model(case):
         "region",
         "customer_id",
         "for_date",
+        "list",
         "rank",
         "product_id",
         "score",
         "model_version",
-        "basis",
+        "candidate",
     ]
-    assert mart["customer_id"].nunique() == features and (mart.groupby("customer_id").size() == 3).all()
+    top = mart[mart["list"] == "top"]
+    assert top["customer_id"].nunique() == features and (top.groupby("customer_id").size() == 3).all()
     assert (pd.to_datetime(mart["for_date"]).dt.date == model.as_of + timedelta(days=1)).all()
-    assert set(mart["basis"]) <= {"model", "segment", "popularity"}
-    assert set(mart["model_version"]) == {"globolatte-mexico:1"}  # the registered champion, not "unregistered"
+    assert set(top["candidate"]) == {model.champion}
+    assert set(mart.loc[mart["list"] == "discover", "candidate"]) == {model.discover_champion}
+    assert set(mart["model_version"]) == {
+        "globolatte-mexico:1"
+    }  # the registered champion, not "unregistered"
 
-    # the endpoint's function gives exactly the batch rows
-    some = sorted(mart["customer_id"].unique())[:20]
+    # the endpoint's function gives exactly the batch rows, for both lists
+    some = sorted(top["customer_id"].unique())[:20]
     day = (model.as_of + timedelta(days=1)).isoformat()
-    answers = model.recommend([{"region": "mexico", "customer_id": c, "date": day} for c in some])
-    for ans in answers:
-        rows = mart[mart["customer_id"] == ans["customer_id"]].sort_values("rank")
-        assert [r["product_id"] for r in ans["recommendations"]] == list(rows["product_id"])
-        assert [r["score"] for r in ans["recommendations"]] == pytest.approx(list(rows["score"]), abs=1e-9)
+    for flag, name in ((False, "top"), (True, "discover")):
+        reqs = [{"region": "mexico", "customer_id": c, "date": day, "exclude_purchased": flag} for c in some]
+        for ans in model.recommend(reqs):
+            rows = mart[(mart["customer_id"] == ans["customer_id"]) & (mart["list"] == name)].sort_values(
+                "rank"
+            )
+            assert [r["product_id"] for r in ans["recommendations"]] == list(rows["product_id"])
+            assert [r["score"] for r in ans["recommendations"]] == pytest.approx(
+                list(rows["score"]), abs=1e-9
+            )
+
+
+def test_served_lists_are_kept_by_for_date(case):
+    """A day's lists replace only their own for_date: monitoring can still score the earlier ones."""
+    db, _truth, root = case
+
+    def counts() -> list[tuple]:
+        conn = duckdb.connect(db, read_only=True)
+        try:
+            return conn.execute(
+                "SELECT for_date, list, COUNT(*) FROM mart.recommendations WHERE region = 'mexico' "
+                "GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+        finally:
+            conn.close()
+
+    current = counts()
+    assert current, "the chain test wrote the lists first"
+    conn = duckdb.connect(db)
+    try:  # lists "served" a week earlier
+        conn.execute(
+            "INSERT INTO mart.recommendations SELECT region, customer_id, for_date - 7, list, rank, product_id, "
+            "score, model_version, candidate FROM mart.recommendations WHERE region = 'mexico'"
+        )
+    finally:
+        conn.close()
+    dg.materialize(CHAIN, partition_key="mexico", resources=_resources(db, root), selection=[recommendations])
+    after = counts()
+    assert len(after) == 2 * len(current)  # the earlier for_date is kept, the current one not doubled
+    assert [row[1:] for row in after[: len(current)]] == [row[1:] for row in current]
+    assert after[len(current) :] == current
 
 
 def test_second_run_reports_segment_stability(case):
     db, truth, root = case
     for _ in range(2):
         result = dg.materialize(
-            CHAIN[:2],
+            CHAIN[:3],
             partition_key="america",
             resources=_resources(db, root),
             run_config=_config(truth, model=False),
         )
-    meta = result.asset_materializations_for_node("ml__customer_segments")[0].metadata
+    meta = next(
+        m.metadata
+        for m in result.asset_materializations_for_node("customer_segments")
+        if m.asset_key == dg.AssetKey(["ml", "customer_segments"])
+    )
     assert meta["stability_ari"].value == pytest.approx(1.0)
     assert meta["stability_shared_customers"].value > 0
 

@@ -2,67 +2,73 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import duckdb
+import pandas as pd
 import pytest
 
-from globolatte_dagster.defs.features.assets import customer_features
+from globolatte_dagster.defs.features.assets import customer_features, purchase_history
 from globolatte_dagster.defs.mart.assets import recommendations
 from globolatte_dagster.defs.ml.assets import customer_segments, preference_model
 from globolatte_dagster.defs.ml.registry import GATE, registered_model
 from globolatte_dagster.defs.serving.assets import scoring_endpoint
 from globolatte_dagster.lib import registry as R
+from globolatte_dagster.lib.schema import SALES
 from globolatte_dagster.resources.endpoint import LocalScoringEndpoint
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
 from globolatte_dagster.resources.registry import LocalModelRegistry
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
-from globolatte_dagster_tests.serving_fixtures import shuffled_labels
 
 
 # ------------------------------------------------------------------------------------------------- gate
 def metrics(
-    model: float, repeat: float = 0.5, popularity: float = 0.3, window=("2025-01-01", "2025-01-07")
+    served: float | None,
+    baseline: float = 0.5,
+    candidate: str = "context_model",
+    window=("2025-01-01", "2025-01-07"),
 ) -> dict:
-    return {
-        "hit_rate_at_3_model": model,
-        "hit_rate_at_3_repeat": repeat,
-        "hit_rate_at_3_popularity": popularity,
-        "holdout_days": list(window),
-    }
+    out = {"champion": candidate, "best_baseline": "repeat", "holdout_days": list(window), "sales_days": 30}
+    if served is not None:
+        out |= {"hit_rate_at_3": served, "best_baseline_hit_rate_at_3": baseline}
+    return out
 
 
-def test_gate_promotes_a_first_model_that_beats_both_baselines():
+def test_gate_promotes_a_first_version_that_serves_at_least_the_best_baseline():
     d = R.gate(metrics(0.6), None)
     assert d.promote and not d.forced and "no champion yet" in d.reasons
+    assert "serves context_model at 0.6000, not below the best baseline repeat (0.5000)" in d.reasons[0]
 
 
-def test_gate_rejects_a_model_that_does_not_beat_the_repeat_baseline():
-    d = R.gate(metrics(0.5, repeat=0.5), None)
-    assert not d.promote
-    assert any("does not beat the repeat baseline" in r for r in d.reasons)
+def test_gate_rejects_a_version_that_serves_below_the_best_baseline():
+    d = R.gate(metrics(0.45, baseline=0.5), None)
+    assert not d.promote and "below the best baseline repeat" in d.reasons[0]
 
 
 def test_gate_allows_a_challenger_within_the_margin_and_rejects_one_beyond():
-    assert R.gate(metrics(0.595), metrics(0.60), champion_version="3", margin=0.01).promote
-    worse = R.gate(metrics(0.58), metrics(0.60), champion_version="3", margin=0.01)
+    assert R.gate(metrics(0.595), 0.60, champion_version="3", margin=0.01, comparison="rescored").promote
+    worse = R.gate(metrics(0.58), 0.60, champion_version="3", margin=0.01, comparison="rescored")
     assert not worse.promote and any("worse than champion 3 by more than 0.01" in r for r in worse.reasons)
 
 
+def test_a_region_with_one_landed_day_gets_a_first_champion_but_never_replaces_one():
+    assert R.gate(metrics(None), None).promote
+    later = R.gate(metrics(None), None, champion_version="2", comparison="-")
+    assert not later.promote and "keeps serving" in later.reasons[-1]
+
+
 def test_forced_promotion_is_recorded_as_forced():
-    d = R.gate(metrics(0.4), metrics(0.6), champion_version="2", force=True)
+    d = R.gate(metrics(0.4), 0.6, champion_version="2", force=True)
     assert d.promote and d.forced
     assert any("FORCED" in r for r in d.reasons)
     assert d.as_dict()["forced"] is True
 
 
-def test_gate_refuses_to_judge_without_metrics():
-    with pytest.raises(ValueError, match="hit_rate_at_3_repeat"):
-        R.gate({"hit_rate_at_3_model": 0.5}, None)
+def test_gate_refuses_a_negative_margin():
     with pytest.raises(ValueError, match="margin"):
         R.gate(metrics(0.6), None, margin=-0.1)
 
@@ -83,7 +89,7 @@ def test_store_versions_artefacts_metrics_lineage_and_aliases(tmp_path: Path):
     assert (first.version, second.version) == ("1", "2")
     assert second.model_version == "globolatte-america:2"
     assert store.load("america", "2").model_version == "globolatte-america:2"
-    assert store.metrics("america", "1")["hit_rate_at_3_model"] == 0.6
+    assert store.metrics("america", "1")["hit_rate_at_3"] == 0.6
     assert store.lineage("america", "2")["dagster"]["run_id"] == "r2"
     assert store.get_alias("america", "challenger") == "2" and store.get_alias("america", "champion") is None
     store.set_alias("america", "champion", "1")
@@ -151,16 +157,20 @@ def test_code_version_reads_git_without_git_or_falls_back_to_the_package(tmp_pat
 
 # --------------------------------------------------------------------------------------- the real assets
 REGION = "america"
-SMALL_MODEL = {"holdout_days": 7, "train_days": 21, "max_iter": 40}
+SMALL_MODEL = {"holdout_days": 7, "max_iter": 30, "train_windows": 1, "n_boot": 200}
+FIRST_DAYS = 28  # the first champion sees these days; the rest land later
 
 
 @pytest.fixture(scope="module")
 def ml_env(tmp_path_factory):
-    """America's simulated history in DuckDB, features and segments materialised, a registry and endpoint."""
+    """America's simulated history (its first 28 days) in DuckDB, features and segments, a registry and endpoint."""
     root = tmp_path_factory.mktemp("gate")
-    case = simulate_case(root / "sim", days=35, customers=100, regions=[REGION])
+    case = simulate_case(root / "sim", days=42, customers=120, regions=[REGION])
     database = str(root / "warehouse.duckdb")
-    load_duckdb(database, landed_frames(case.landing))
+    frames = landed_frames(case.landing)
+    cut = pd.Timestamp(case.start + timedelta(days=FIRST_DAYS - 1))
+    early = {**frames, "sales": frames["sales"][frames["sales"]["day"] <= cut]}
+    load_duckdb(database, early)
     resources = {
         "warehouse": DuckDBWarehouse(database=database),
         "warehouse_io_manager": WarehouseDuckDBIOManager(database=database),
@@ -168,20 +178,13 @@ def ml_env(tmp_path_factory):
         "registry": LocalModelRegistry(root=str(root / "registry")),
         "endpoint": LocalScoringEndpoint(root=str(root / "endpoint"), drain_s=0.2),
     }
-    cfg = {
-        "ops": {
-            "core__customer_features": {"config": {}},
-            "ml__customer_segments": {"config": {"k": 3, "n_init": 2}},
-        }
-    }
-    assert dg.materialize(
-        [customer_features, customer_segments], partition_key=REGION, resources=resources, run_config=cfg
-    ).success
-    yield {"root": root, "resources": resources, "case": case}
+    late = frames["sales"][frames["sales"]["day"] > cut]
+    yield {"root": root, "resources": resources, "case": case, "late_sales": late, "database": database}
     resources["endpoint"].deployer().stop()
 
 
 ASSETS = [
+    purchase_history,
     customer_features,
     customer_segments,
     preference_model,
@@ -189,27 +192,27 @@ ASSETS = [
     scoring_endpoint,
     recommendations,
 ]
+UPSTREAM = ["core/purchase_history", "core/customer_features", "ml/customer_segments", "ml/segment_model"]
 
 
 def run(
-    env, keys: list[str], register: dict | None = None, shuffle: bool = False
+    env, keys: list[str], register: dict | None = None, model: dict | None = None
 ) -> dg.ExecuteInProcessResult:
     """Materialise the given assets for america (the endpoint too when listed), inputs from earlier runs."""
-    config = {"ops": {}}
+    config = {"ops": {"customer_segments": {"config": {"k": 3, "n_init": 2}}}}
     if "ml/preference_model" in keys:
-        config["ops"]["ml__preference_model"] = {"config": SMALL_MODEL}
+        config["ops"]["ml__preference_model"] = {"config": {**SMALL_MODEL, **(model or {})}}
     if "ml/registered_model" in keys:
         config["ops"]["ml__registered_model"] = {"config": register or {}}
     selection = [dg.AssetKey(k.split("/")) for k in keys]
-    with shuffled_labels() if shuffle else contextlib.nullcontext():
-        return dg.materialize(
-            ASSETS,
-            selection=selection,
-            partition_key=REGION,
-            resources=env["resources"],
-            run_config=config,
-            raise_on_error=False,
-        )
+    return dg.materialize(
+        ASSETS,
+        selection=selection,
+        partition_key=REGION,
+        resources=env["resources"],
+        run_config=config,
+        raise_on_error=False,
+    )
 
 
 def outcome(result: dg.ExecuteInProcessResult) -> tuple[dict, bool, set[str]]:
@@ -223,51 +226,64 @@ def outcome(result: dg.ExecuteInProcessResult) -> tuple[dict, bool, set[str]]:
     return meta, gate[0].passed, set(mats)
 
 
-TRAIN_AND_GATE = ["ml/preference_model", "ml/registered_model", "serving/scoring_endpoint"]
+TRAIN_AND_GATE = [*UPSTREAM, "ml/preference_model", "ml/registered_model", "serving/scoring_endpoint"]
+
+
+def _land_the_later_days(env) -> None:
+    conn = duckdb.connect(env["database"])
+    try:
+        late = env["late_sales"]
+        conn.register("late", late[SALES.column_names])
+        conn.execute("INSERT INTO raw.sales SELECT * FROM late")
+    finally:
+        conn.close()
 
 
 def test_champion_challenger_gate_through_the_real_assets(ml_env):
     registry: LocalModelRegistry = ml_env["resources"]["registry"]
     deployer = ml_env["resources"]["endpoint"].deployer()
 
-    # 1. Trained on shuffled labels: below the repeat baseline, not promoted; the endpoint does not run.
-    meta, passed, done = outcome(run(ml_env, TRAIN_AND_GATE, shuffle=True))
-    assert meta["decision"] == "rejected" and not passed
-    assert "does not beat the repeat baseline" in meta["reasons"]
-    assert "serving/scoring_endpoint" not in done and deployer.record() is None
-    assert registry.get_alias(REGION, "challenger") == "1" and registry.get_alias(REGION, "champion") is None
-    shuffled_rate = meta["challenger_hit_rate_at_3"]
-
-    # 2. The real model beats both baselines: promoted, and deployed in the same run.
+    # 1. The first version: promoted whatever it serves (never below the best baseline), deployed in the run.
     meta, passed, done = outcome(run(ml_env, [*TRAIN_AND_GATE, "mart/recommendations"]))
     assert meta["decision"] == "promoted" and passed, meta["reasons"]
-    assert meta["challenger_hit_rate_at_3"] > meta["repeat_hit_rate_at_3"] > shuffled_rate
-    assert registry.get_alias(REGION, "champion") == "2"
-    assert "serving/scoring_endpoint" in done
+    assert meta["challenger_hit_rate_at_3"] >= meta["best_baseline_hit_rate_at_3"]
+    assert registry.get_alias(REGION, "champion") == "1" and "serving/scoring_endpoint" in done
     live = deployer.record()
-    assert live["model_versions"] == {REGION: "globolatte-america:2"}
-    lineage = registry.lineage(REGION, "2")
+    assert live["model_versions"] == {REGION: "globolatte-america:1"}
+    lineage = registry.lineage(REGION, "1")
     assert lineage["data"]["partitions"]["ml/preference_model"] == REGION
-    assert lineage["data"]["rows"]["raw_sales_rows"] > 0 and lineage["data"]["day_range"][1] == "2025-02-04"
-    assert set(lineage["code"]) <= {"git_sha", "package_version"} and lineage["params"]["max_iter"] == 40
+    assert lineage["data"]["rows"]["raw_sales_rows"] > 0 and lineage["data"]["day_range"][1] == "2025-01-28"
+    assert set(lineage["candidates"]) == {
+        "popularity",
+        "repeat",
+        "recency_repeat",
+        "tifu_knn",
+        "context_model",
+    }
+    assert lineage["champion"] == meta["candidate"] and lineage["params"]["max_iter"] == 30
+    assert set(lineage["code"]) <= {"git_sha", "package_version"}
     assert lineage["dagster"]["run_id"] and lineage["dagster"]["model_run_id"] == lineage["dagster"]["run_id"]
     _endpoint_equals_mart(ml_env, live)
+    champion_candidate = meta["candidate"]
 
-    # 3. Shuffled labels again: worse than the champion on the same window, rejected (a warning: the champion
-    # stays and keeps serving; the endpoint step runs and leaves the live deployment as it is).
-    result = run(ml_env, [*TRAIN_AND_GATE, "mart/recommendations"], shuffle=True)
+    # 2. Two more weeks land. A version forced to serve popularity is judged against the champion rescored on
+    # the new hold-out, which it never saw: far worse, rejected (a warning: the champion keeps serving).
+    _land_the_later_days(ml_env)
+    result = run(ml_env, [*TRAIN_AND_GATE, "mart/recommendations"], model={"force_candidate": "popularity"})
     meta, passed, done = outcome(result)
-    assert meta["decision"] == "rejected" and not passed
+    assert meta["decision"] == "rejected" and not passed and meta["candidate"] == "popularity"
+    assert "rescored on the new hold-out" in meta["comparison"] and "worse than champion 1" in meta["reasons"]
+    assert meta["champion_hit_rate_at_3"] > meta["challenger_hit_rate_at_3"] + 0.05
     gate = next(c for c in result.get_asset_check_evaluations() if c.check_name == GATE)
     assert gate.severity == dg.AssetCheckSeverity.WARN
-    assert "worse than champion 2" in meta["reasons"] and meta["comparison"].startswith("recorded metrics")
-    assert registry.get_alias(REGION, "champion") == "2" and deployer.record() == live
-    mart_versions = ml_env["resources"]["warehouse"].query(
-        "SELECT DISTINCT model_version FROM mart.recommendations WHERE region = ?", [REGION]
+    assert registry.get_alias(REGION, "champion") == "1" and deployer.record() == live
+    mart = ml_env["resources"]["warehouse"].query(
+        "SELECT DISTINCT model_version, candidate FROM mart.recommendations WHERE region = ? AND list = 'top'",
+        [REGION],
     )
-    assert mart_versions["model_version"].tolist() == ["globolatte-america:2"]
+    assert mart.values.tolist() == [["globolatte-america:1", champion_candidate]]
 
-    # 4. The config flag forces that same challenger through, and says so.
+    # 3. The config flag forces that same version through, and says so.
     forced = dg.materialize(
         ASSETS,
         selection=[dg.AssetKey(["ml", "registered_model"])],
@@ -276,18 +292,18 @@ def test_champion_challenger_gate_through_the_real_assets(ml_env):
         run_config={"ops": {"ml__registered_model": {"config": {"force_promotion": True}}}},
     )
     meta, passed, _ = outcome(forced)
-    assert meta["decision"] == "forced" and meta["forced"] and passed
-    assert "FORCED" in meta["reasons"]
-    assert registry.get_alias(REGION, "champion") == "4"
-    recorded = R.LocalRegistryStore(registry.root).decision(REGION, "4")
+    assert meta["decision"] == "forced" and meta["forced"] and passed and "FORCED" in meta["reasons"]
+    assert registry.get_alias(REGION, "champion") == "3"
+    recorded = R.LocalRegistryStore(registry.root).decision(REGION, "3")
     assert recorded["forced"] is True and recorded["promote"] is True
 
-    # 5. A better model than that champion is promoted and replaces it on the endpoint.
+    # 4. The tournament's own champion replaces the forced one: the forced champion saw the hold-out, so its
+    # candidate kind retrained on the same split stands in for it. Deployed to the other colour.
     meta, passed, done = outcome(run(ml_env, TRAIN_AND_GATE))
-    assert meta["decision"] == "promoted" and passed
+    assert meta["decision"] == "promoted" and passed, meta["reasons"]
+    assert "the champion's candidate (popularity) retrained on this split" in meta["comparison"]
     assert meta["challenger_hit_rate_at_3"] > meta["champion_hit_rate_at_3"]
-    assert "not worse than champion 4" in meta["reasons"]
-    assert deployer.record()["model_versions"] == {REGION: "globolatte-america:5"}
+    assert deployer.record()["model_versions"] == {REGION: "globolatte-america:4"}
     assert deployer.record()["colour"] != live["colour"]
 
 
@@ -296,8 +312,8 @@ def _endpoint_equals_mart(env, live: dict) -> None:
     import httpx
 
     mart = env["resources"]["warehouse"].query(
-        "SELECT customer_id, for_date, rank, product_id, score FROM mart.recommendations WHERE region = ? "
-        "ORDER BY customer_id, rank",
+        "SELECT customer_id, for_date, rank, product_id, score FROM mart.recommendations "
+        "WHERE region = ? AND list = 'top' ORDER BY customer_id, rank",
         [REGION],
     )
     customers = sorted(mart["customer_id"].unique())[:60]
@@ -316,28 +332,3 @@ def _endpoint_equals_mart(env, live: dict) -> None:
         ].itertuples(index=False)
     ]
     assert served == batch
-
-
-def test_champion_on_another_window_is_rescored_on_the_challengers(ml_env):
-    """A champion whose hold-out differs is scored on the challenger's window with features as of each day."""
-    from datetime import date
-
-    registry: LocalModelRegistry = ml_env["resources"]["registry"]
-    champion = registry.get_alias(REGION, "champion")
-    if champion is None:
-        pytest.skip("needs the champion of the gate test")
-    model = registry.load(REGION, champion)
-    window = model.metrics["holdout_days"]
-    later = [window[0], window[1]]
-    query = ml_env["resources"]["warehouse"].query
-    rescored = R.rescore_on_window(model, query, later)
-    assert rescored["holdout_days"] == later
-    assert (
-        rescored["days_seen_in_training"]
-        == (date.fromisoformat(later[1]) - date.fromisoformat(later[0])).days + 1
-    )
-    for k in ("hit_rate_at_3_model", "hit_rate_at_3_repeat", "hit_rate_at_3_popularity"):
-        assert 0.0 <= rescored[k] <= 1.0
-    # The baselines do not depend on the model: the same window gives the recorded baseline figures.
-    assert rescored["hit_rate_at_3_repeat"] == pytest.approx(model.metrics["hit_rate_at_3_repeat"])
-    assert json.dumps(R.to_jsonable(rescored))

@@ -14,7 +14,7 @@ from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.serving import score
 from globolatte_dagster_tests.serving_fixtures import champions_bundle, trained_models
 
-FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "cold_start"}
+FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "candidate", "cold_start"}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_init_loads_every_regions_champion_and_get_names_the_versions(served):
 def test_single_request_answers_the_contract_with_the_models_own_answer(served):
     case, versions = served
     model = case.models["canada"]
-    customer = str(model.snapshot.customer_ids[3])
+    customer = str(model.customers[3])
     req = {"region": "canada", "customer_id": customer, "date": day_after(case), "temp_max_c": 28.5, "k": 3}
     status, body = call(req)
     assert status == 200
@@ -77,7 +77,7 @@ def test_batch_keeps_request_order_across_regions_and_names_each_regions_version
     reqs = []
     for i in range(12):
         region = REGION_KEYS[i % 3]
-        cid = str(case.models[region].snapshot.customer_ids[i])
+        cid = str(case.models[region].customers[i])
         reqs.append({"region": region, "customer_id": cid, "date": day_after(case), "k": 1 + i % 4})
     status, body = call({"requests": reqs})
     assert status == 200
@@ -100,6 +100,37 @@ def test_unknown_customer_gets_cold_start_picks_for_the_region(served):
     assert body["model_version"] == versions["mexico"]
 
 
+def test_discover_list_holds_only_products_the_customer_never_bought(served):
+    case, _versions = served
+    model = case.models["america"]
+    bought = {
+        str(c): {str(model.products[j]) for j in model.bought[i].indices}
+        for i, c in enumerate(model.customers)
+    }
+    customers = [c for c, b in bought.items() if 0 < len(b) <= len(model.products) - 3][:5]
+    reqs = [
+        {"region": "america", "customer_id": c, "date": day_after(case), "k": 3, "exclude_purchased": True}
+        for c in customers
+    ]
+    status, body = call({"requests": reqs})
+    assert status == 200 and customers
+    for c, answer in zip(customers, body["responses"], strict=True):
+        picks = {r["product_id"] for r in answer["recommendations"]}
+        assert len(picks) == 3 and not picks & bought[c], (c, picks, bought[c])
+        assert answer["candidate"] == model.discover_champion and answer["cold_start"] is False
+    top = call({**reqs[0], "exclude_purchased": False})[1]
+    assert top["candidate"] == model.champion
+
+
+def test_a_known_customer_with_one_visit_is_scored_from_their_purchases_not_as_a_cold_start(served):
+    case, _ = served
+    model = case.models["canada"]
+    one_visit = [str(c) for i, c in enumerate(model.customers) if len(model.bought[i].indices) == 1]
+    assert one_visit, "the simulated case has customers with a single product bought"
+    status, body = call({"region": "canada", "customer_id": one_visit[0], "date": day_after(case)})
+    assert status == 200 and body["cold_start"] is False
+
+
 GOOD = {"region": "america", "customer_id": "C1", "date": "2025-02-01"}
 
 
@@ -117,6 +148,7 @@ GOOD = {"region": "america", "customer_id": "C1", "date": "2025-02-01"}
         ({**GOOD, "k": 0}, "k must be"),
         ({**GOOD, "k": 21}, "k must be"),
         ({**GOOD, "k": "3"}, "k must be"),
+        ({**GOOD, "exclude_purchased": "yes"}, "exclude_purchased"),
         ({"requests": {"region": "america"}}, "must be a list"),
         ({"requests": [GOOD] * 1001}, "too many requests"),
         ({"requests": [GOOD, {**GOOD, "k": 99}]}, "requests[1]"),

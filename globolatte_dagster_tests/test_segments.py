@@ -1,96 +1,141 @@
-"""Segments: k chosen by the data, planted groups recovered, ids stable across runs."""
+"""Segments: clustered on what customers buy, k chosen by the data, planted groups recovered, ids stable."""
 
 from __future__ import annotations
 
-import json
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from globolatte_dagster.lib import segments as S
+from globolatte_dagster.lib.recommend import data as D
+
+PRODUCTS = pd.DataFrame(
+    {
+        "product_id": [f"P{i}" for i in range(8)],
+        "product_name": [
+            "Latte",
+            "Espresso",
+            "Iced Latte",
+            "Cold Brew",
+            "Croissant",
+            "Sandwich",
+            "Tea",
+            "Muffin",
+        ],
+        "category": ["coffee", "coffee", "coffee", "coffee", "pastry", "food", "tea", "pastry"],
+        "serving": ["hot", "hot", "iced", "iced", "none", "none", "hot", "none"],
+    }
+)
+# Three behaviours: morning hot coffee, afternoon iced drinks, midday food with tea.
+MIX = np.array(
+    [
+        [0.45, 0.35, 0.02, 0.02, 0.1, 0.02, 0.02, 0.02],
+        [0.03, 0.02, 0.45, 0.4, 0.02, 0.02, 0.02, 0.04],
+        [0.05, 0.02, 0.03, 0.02, 0.2, 0.35, 0.25, 0.08],
+    ]
+)
+HOURS = (8, 15, 12)
 
 
-def planted(n_per: int = 60, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Customer features with three well separated behaviours: morning hot coffee, iced fans, weekend food."""
+def planted(
+    n_per: int = 60, days: int = 60, seed: int = 0, visit_p: float = 0.25
+) -> tuple[D.History, np.ndarray]:
+    """A purchase history of three planted groups (each visit buys one or two products of its group's mix)."""
     rng = np.random.default_rng(seed)
     groups = np.repeat([0, 1, 2], n_per)
-    centre = {
-        "visits_per_week": [4.0, 2.0, 1.0],
-        "spend_per_visit_usd": [4.0, 5.5, 12.0],
-        "items_per_visit": [1.3, 1.1, 2.5],
-        "hot_share": [0.8, 0.1, 0.3],
-        "iced_share": [0.05, 0.85, 0.1],
-        "none_share": [0.15, 0.05, 0.6],
-        "morning_share": [0.9, 0.05, 0.3],
-        "midday_share": [0.05, 0.15, 0.6],
-        "afternoon_share": [0.03, 0.7, 0.1],
-        "evening_share": [0.02, 0.1, 0.0],
-        "mean_hour": [8.0, 15.0, 11.5],
-        "weekend_share": [0.05, 0.3, 0.8],
-        "weekend_lift": [0.2, 1.0, 3.0],
-        "holiday_lift": [0.3, 1.0, 2.0],
-        "weather_sensitivity": [0.0, 0.5, 0.1],
-    }
-    df = pd.DataFrame(
-        {k: np.asarray(v)[groups] * rng.normal(1.0, 0.05, len(groups)) for k, v in centre.items()}
+    rows = []
+    start = date(2025, 1, 6)
+    for c, g in enumerate(groups):
+        for d in range(days):
+            if rng.random() < visit_p:
+                for p in set(rng.choice(8, size=1 + int(rng.random() < 0.4), p=MIX[g])):
+                    hour = HOURS[g] + int(rng.integers(-1, 2))
+                    rows.append((start + timedelta(days=d), f"C{c:04d}", f"P{p}", 1, 1, hour))
+    lines = pd.DataFrame(
+        rows, columns=["day", "customer_id", "product_id", "quantity", "transactions", "first_hour"]
     )
-    df["customer_id"] = [f"C{i:04d}" for i in range(len(groups))]
-    cats = [{"coffee": 0.85, "pastry": 0.15}, {"coffee": 0.6, "blended": 0.4}, {"food": 0.6, "coffee": 0.4}]
-    df["category_shares"] = [json.dumps(cats[g]) for g in groups]
-    df["low_history"] = False
-    for i in (1, 2, 3):
-        df[f"fav_{i}_product"] = np.array(["P1", "P2", "P3"], dtype=object)[(groups + i) % 3]
-        df[f"fav_{i}_weight"] = 1.0 / i
-    return df, groups
+    weather = pd.DataFrame({"day": [], "temp_max_c": [], "precip_mm": []})
+    return D.history_from_frames("america", lines, PRODUCTS, weather), groups
+
+
+def _ari(h: D.History, mix: S.PurchaseMix, labels: np.ndarray, groups: np.ndarray) -> float:
+    ids = h.customers[mix.customers]
+    truth = pd.DataFrame({"customer_id": [f"C{i:04d}" for i in range(len(groups))], "persona": groups})
+    return S.persona_agreement(pd.DataFrame({"customer_id": ids, "segment": labels}), truth)[0]
 
 
 def test_k_chosen_by_silhouette_recovers_planted_groups():
-    df, groups = planted()
-    seg = S.fit_segments(df, seed=0, k_range=range(2, 7))
-    labels, dist = seg.assign(df)
-    assert seg.k == 3
-    assert max(seg.silhouette, key=seg.silhouette.get) == 3
-    ari, shared = S.persona_agreement(
-        pd.DataFrame({"customer_id": df["customer_id"], "segment": labels}),
-        pd.DataFrame({"customer_id": df["customer_id"], "persona": groups}),
-    )
-    assert ari == pytest.approx(1.0) and shared == len(df)
+    h, groups = planted()
+    mix = S.purchase_mix(h)
+    seg = S.fit_segments(mix, seed=0, k_range=range(2, 7))
+    labels, dist = seg.assign_mix(mix)
+    assert seg.k == 3 and max(seg.silhouette, key=seg.silhouette.get) == 3
+    assert _ari(h, mix, labels, groups) == pytest.approx(1.0)
     assert (dist >= 0).all()
 
 
+def test_the_segmenter_places_customers_at_an_earlier_cutoff_without_refitting():
+    h, groups = planted()
+    seg = S.fit_segments(S.purchase_mix(h), seed=0, k=3)
+    early = h.until(date(2025, 1, 6) + timedelta(days=20))
+    labels = seg.assign(early)
+    known = early.known_customers()
+    assert (labels[~known] == -1).all() and (labels[known] >= 0).all()
+    mix = S.purchase_mix(early)
+    assert _ari(early, mix, labels[mix.customers], groups) > 0.9  # three weeks already tell the groups apart
+
+
 def test_fixed_seed_gives_the_same_segments():
-    df, _ = planted()
-    a, _ = S.fit_segments(df, seed=3).assign(df)
-    b, _ = S.fit_segments(df, seed=3).assign(df)
+    h, _ = planted()
+    mix = S.purchase_mix(h)
+    a, _ = S.fit_segments(mix, seed=3).assign_mix(mix)
+    b, _ = S.fit_segments(mix, seed=3).assign_mix(mix)
     assert (a == b).all()
 
 
 def test_low_history_customers_are_assigned_but_do_not_shape_the_clusters():
-    df, _groups = planted()
-    odd = df.iloc[:1].copy()
-    odd["customer_id"] = "NEW"
-    odd["visits_per_week"] = 50.0  # one wild customer with one visit
-    odd["low_history"] = True
-    both = pd.concat([df, odd], ignore_index=True)
-    seg = S.fit_segments(both, seed=0, k_range=range(2, 7))
-    labels, _ = seg.assign(both)
-    assert seg.k == 3 and len(labels) == len(both)
+    h, _groups = planted()
+    lines = pd.DataFrame(
+        [(date(2025, 1, 10), "ODD", "P7", 5, 1, 23)],
+        columns=["day", "customer_id", "product_id", "quantity", "transactions", "first_hour"],
+    )
+    base = pd.DataFrame(
+        {
+            "day": [date.fromordinal(int(d)) for d in h.day],
+            "customer_id": h.customers[h.cust],
+            "product_id": h.products[h.prod],
+            "quantity": 1,
+            "transactions": 1,
+            "first_hour": h.hour,
+        }
+    )
+    odd = D.history_from_frames(
+        "america",
+        pd.concat([base, lines]),
+        PRODUCTS,
+        pd.DataFrame(columns=["day", "temp_max_c", "precip_mm"]),
+    )
+    mix = S.purchase_mix(odd)
+    seg = S.fit_segments(mix, seed=0, k_range=range(2, 7))
+    labels, _ = seg.assign_mix(mix)
+    assert seg.k == 3 and len(labels) == len(mix.customers)
+    assert mix.visits[list(odd.customers[mix.customers]).index("ODD")] == 1
 
 
 def test_segment_ids_are_aligned_with_the_previous_run():
-    df, _groups = planted()
-    seg = S.fit_segments(df, seed=0, k=3)
-    labels, _ = seg.assign(df)
-    previous = pd.DataFrame(
-        {"customer_id": df["customer_id"], "segment": (labels + 1) % 3}
-    )  # other numbering
-    current = pd.DataFrame({"customer_id": df["customer_id"], "segment": labels})
-    S.align_to_previous(seg, current, previous)
-    aligned, _ = seg.assign(df)
+    h, _ = planted()
+    mix = S.purchase_mix(h)
+    seg = S.fit_segments(mix, seed=0, k=3)
+    labels, _ = seg.assign_mix(mix)
+    ids = h.customers[mix.customers]
+    previous = pd.DataFrame({"customer_id": ids, "segment": (labels + 1) % 3})  # other numbering
+    S.align_to_previous(seg, pd.DataFrame({"customer_id": ids, "segment": labels}), previous)
+    aligned, _ = seg.assign_mix(mix)
     assert (aligned == previous["segment"].to_numpy()).all()
-    ari, shared = S.stability(pd.DataFrame({"customer_id": df["customer_id"], "segment": aligned}), previous)
-    assert ari == pytest.approx(1.0) and shared == len(df)
+    ari, shared = S.stability(pd.DataFrame({"customer_id": ids, "segment": aligned}), previous)
+    assert ari == pytest.approx(1.0) and shared == len(ids)
 
 
 def test_stability_without_a_previous_run_is_none():
@@ -100,19 +145,26 @@ def test_stability_without_a_previous_run_is_none():
 
 
 def test_too_few_customers_is_a_clear_error():
-    df, _ = planted(n_per=1)
+    h, _ = planted(n_per=1, days=1, visit_p=1.0)
+    mix = S.purchase_mix(h)
+    one = S.PurchaseMix(mix.customers[:1], mix.visits[:1], {n: b.iloc[:1] for n, b in mix.blocks.items()})
     with pytest.raises(ValueError, match="too few"):
-        S.fit_segments(df.iloc[:1])
+        S.fit_segments(one)
 
 
 def test_profiles_show_size_products_and_serving_mix():
-    df, _ = planted()
-    labels, _ = S.fit_segments(df, seed=0, k=3).assign(df)
-    prof = S.profiles(
-        df, pd.DataFrame({"customer_id": df["customer_id"], "segment": labels}), {"P1": "Latte"}
-    )
-    assert prof["customers"].sum() == len(df) and len(prof) == 3
-    assert {"top_products", "hot_share", "iced_share", "visits_per_week", "weekend_share"} <= set(
-        prof.columns
-    )
+    h, _ = planted()
+    mix = S.purchase_mix(h)
+    labels, _ = S.fit_segments(mix, seed=0, k=3).assign_mix(mix)
+    prof = S.profiles(mix, labels, h.product_names)
+    assert prof["customers"].sum() == len(mix.customers) and len(prof) == 3
+    assert {
+        "top_products",
+        "hot_share",
+        "iced_share",
+        "visits_per_week",
+        "weekend_share",
+        "main_time",
+    } <= set(prof.columns)
     assert prof["iced_share"].max() > 0.7  # the iced fans are visible
+    assert "Iced Latte" in prof.loc[prof["iced_share"].idxmax(), "top_products"]
