@@ -78,9 +78,8 @@ def test_register_creates_a_model_with_metrics_and_lineage_and_moves_the_challen
     entity = client.models.store[("globolatte-canada", "1")]
     assert isinstance(entity, Model) and entity.type == "custom_model"
     assert entity.tags["challenger"] == "true" and entity.tags["region"] == "canada"
-    assert float(entity.tags["metric.hit_rate_at_3_model"]) == pytest.approx(
-        model.metrics["hit_rate_at_3_model"]
-    )
+    assert float(entity.tags["metric.hit_rate_at_3"]) == pytest.approx(model.metrics["hit_rate_at_3"])
+    assert entity.tags["metric.champion"] == model.champion  # which candidate the version serves
     assert json.loads(entity.properties["lineage"])["dagster"]["run_id"] == "r1"
     assert ops.metrics("canada", "1")["holdout_days"] == model.metrics["holdout_days"]
 

@@ -30,7 +30,7 @@ from globolatte_dagster.serving.local_endpoint import (
 )
 from globolatte_dagster_tests.serving_fixtures import champions_bundle, trained_models
 
-FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "cold_start"}
+FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "candidate", "cold_start"}
 
 
 @pytest.fixture(scope="module")
@@ -131,14 +131,14 @@ def test_unknown_customer_gets_cold_start_picks(endpoint):
 
 
 def test_endpoint_answers_equal_the_batch_recommendations(endpoint):
-    """Same customers, same context: the endpoint and lib.model.recommend (the batch path) agree exactly."""
+    """Same customers, same context: the endpoint and lib.recommend.scoring.recommend (the batch path) agree exactly."""
     case, url = endpoint["case"], endpoint["deployer"].record()["url"]
     reqs = mixed_requests(case, 90)
     served = httpx.post(f"{url}/score", json={"requests": reqs}, timeout=60).json()["responses"]
     champions = {
         r: endpoint["store"].load(r, endpoint["store"].get_alias(r, "champion")) for r in REGION_KEYS
     }
-    from globolatte_dagster.lib.model import recommend
+    from globolatte_dagster.lib.recommend.scoring import recommend
 
     batch = json.loads(json.dumps(recommend(champions, reqs)))
     assert served == batch
@@ -219,9 +219,7 @@ def test_a_failed_smoke_test_leaves_the_old_deployment_serving(endpoint):
     broken = root / "bundle-broken"
     store = LocalRegistryStore(root / "broken-registry")
     models = case.fresh()
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    models["mexico"].estimator = HistGradientBoostingClassifier()  # never fitted: scoring raises -> HTTP 500
+    models["mexico"].candidates.clear()  # its champion is gone: scoring raises -> HTTP 500
     for region, model in models.items():
         store.set_alias(region, "champion", store.register(region, model, model.metrics, {}).version)
     versions = store.export_champions(broken, REGION_KEYS)
