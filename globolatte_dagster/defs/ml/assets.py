@@ -143,7 +143,7 @@ class PreferenceModelConfig(dg.Config):
     lookback_days: int = 365
     recent_days: int = 28
     train_windows: int = 3
-    max_candidates: int = 30
+    max_candidates: int = 10
     negative_share: float = 0.25
     max_train_rows: int = 0  # named option for scale: a seeded sample of training rows (0: all)
     max_iter: int = 120

@@ -281,10 +281,11 @@ def label_requests(
     d, c, p = history.between(window.first, window.last)
     if len(d) == 0:
         return Requests.build(history.until(window.cutoff), [], []), []
-    keys = pd.DataFrame({"day": d, "cust": c, "prod": p})
-    grouped = keys.groupby(["day", "cust"], sort=True)["prod"].agg(lambda s: set(map(int, s)))
-    days = [date.fromordinal(int(x)) for x in grouped.index.get_level_values(0)]
-    custs = grouped.index.get_level_values(1).to_numpy(dtype=np.int64)
+    order = np.lexsort((p, c, d))
+    d, c, p = d[order], c[order], p[order]
+    start = np.flatnonzero(np.r_[True, (d[1:] != d[:-1]) | (c[1:] != c[:-1])])
+    bought = [set(chunk.tolist()) for chunk in np.split(p, start[1:])]
+    days = [date.fromordinal(int(x)) for x in d[start]]
     ctx = history.contexts(days) if observed_context else None
-    req = Requests.build(history.until(window.cutoff), custs, days, ctx)
-    return req, list(grouped.to_numpy())
+    req = Requests.build(history.until(window.cutoff), c[start].astype(np.int64), days, ctx)
+    return req, bought
