@@ -78,7 +78,11 @@ def landed_frames(landing: Path) -> dict[str, pd.DataFrame]:
     calendar = build_calendar(days.min().date() - timedelta(days=400), days.max().date() + timedelta(days=30))
     return {
         "sales": sales[SALES.column_names],
-        "weather": pd.concat(weather, ignore_index=True)[WEATHER.column_names],
+        "weather": (
+            pd.concat(weather, ignore_index=True)[WEATHER.column_names]
+            if weather
+            else pd.DataFrame(columns=WEATHER.column_names)
+        ),
         "products": products,
         "customers": customers,
         "calendar": calendar,
