@@ -30,6 +30,7 @@ from globolatte_dagster.lib.contract import (
 )
 
 from .catalogue import build_catalogue
+from .config import SimConfig, load_config
 from .output import (
     business_units_frame,
     check_truth_outside,
@@ -43,66 +44,21 @@ from .output import (
 )
 from .personas import DAYTYPES
 from .population import Population, comma_names
-from .profiles import DEFAULT_PROFILE, Profile, Scenario, get_profile
+from .profiles import DEFAULT_PROFILE, Profile, Scenario
 from .sales import BROKEN_COLUMNS, BROKEN_KINDS, DayContext, DaySales, day_sales
-from .truth import read_parameters, write_day_truth, write_static_truth
+from .truth import write_day_truth, write_static_truth
 from .weather import WeatherModel
 from .world import RegionWorld, launch_plans
 
-__all__ = ["BROKEN_COLUMNS", "BROKEN_KINDS", "DaySales", "SimConfig", "SimulationSummary", "Simulator"]
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    seed: int
-    start: date
-    customers: int
-    broken_share: float = 0.005
-    forecast_days: int = 3
-    regions: tuple[str, ...] | None = None  # None: the profile's regions
-    profile: Profile | str = DEFAULT_PROFILE
-    horizon_days: int | None = None  # the seeded period (long-tail rates, launch day); None: profile.days
-    # (kept only for profiles that use it)
-    scenario: Scenario | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.profile, str):
-            object.__setattr__(self, "profile", get_profile(self.profile))
-        if self.regions is None:
-            object.__setattr__(self, "regions", self.profile_.regions)
-        object.__setattr__(self, "regions", tuple(self.regions))
-        unknown = [r for r in self.regions if r not in REGIONS]
-        if unknown:
-            raise ValueError(f"unknown regions {unknown} (known: {', '.join(REGIONS)})")
-        if not 0.0 <= self.broken_share < 0.5:
-            raise ValueError("broken_share must be in [0, 0.5)")
-        if self.customers < 1:
-            raise ValueError("customers must be at least 1")
-        if self.horizon_days is not None and self.horizon_days < 1:
-            raise ValueError("horizon_days must be at least 1")
-        if not self.profile_.uses_horizon:
-            object.__setattr__(self, "horizon_days", None)  # the same world whatever the period
-        s = self.scenario
-        if s is not None and s.region is not None and s.region not in self.regions:
-            raise ValueError(
-                f"scenario region '{s.region}' is not simulated (regions: {', '.join(self.regions)})"
-            )
-
-    @property
-    def profile_(self) -> Profile:
-        assert isinstance(self.profile, Profile)
-        return self.profile
-
-    @property
-    def horizon(self) -> int:
-        return self.horizon_days or self.profile_.days
-
-    @property
-    def outage_region(self) -> str | None:
-        s = self.scenario
-        if s is None or s.kind != "unit-outage":
-            return None
-        return s.region or self.regions[-1]
+__all__ = [
+    "BROKEN_COLUMNS",
+    "BROKEN_KINDS",
+    "DaySales",
+    "SimConfig",
+    "SimulationSummary",
+    "Simulator",
+    "load_config",
+]
 
 
 @dataclass
@@ -280,25 +236,6 @@ class Simulator:
         self.write_reference(landing, day)
         write_day_truth(self, truth, day, results, missing)
         return results
-
-
-def load_config(truth: Path) -> SimConfig | None:
-    """The configuration of an earlier run, from its parameters.json (None if there is none)."""
-    p = read_parameters(truth)
-    if p is None:
-        return None
-    profile = Profile.from_dict(p["profile"]) if "profile" in p else get_profile(DEFAULT_PROFILE)
-    return SimConfig(
-        seed=int(p["seed"]),
-        start=date.fromisoformat(p["start"]),
-        customers=int(p["customers"]),
-        broken_share=float(p["broken_share"]),
-        forecast_days=int(p["forecast_days"]),
-        regions=tuple(p["regions"]),
-        profile=profile,
-        horizon_days=p.get("horizon_days"),
-        scenario=Scenario.from_dict(p.get("scenario")),
-    )
 
 
 def last_sales_day(landing: Path) -> date | None:
