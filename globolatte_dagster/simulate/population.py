@@ -31,6 +31,7 @@ from .personas import (
     TREAT_MIN_PRICE,
     ascii_name,
 )
+from .profiles import Profile
 
 VISIT = np.array([p.visit_rate for p in PERSONAS])  # (personas, daytypes)
 _SHARES = np.array([p.share for p in PERSONAS])
@@ -247,21 +248,14 @@ class VisitModel:
         return np.where(self.core[:, None], base, tail)
 
 
-def visit_model(
-    seed: int,
-    region: str,
-    size: int,
-    core_share: float | None,
-    tail_visits: float,
-    spread: float,
-    horizon: int,
-) -> VisitModel:
-    if core_share is None:
+def visit_model(seed: int, region: str, size: int, profile: Profile, horizon: int) -> VisitModel:
+    if not profile.long_tail:
         return VisitModel(None, None)
     rng = rng_for(seed, region, 5)
-    core = rng.random(size) < core_share
-    personal = rng.lognormal(-spread * spread / 2, spread, size)  # mean 1
-    return VisitModel(core, tail_visits / max(horizon, 1) * personal)
+    core = rng.random(size) < profile.core_share(horizon)
+    sd = profile.tail_spread
+    personal = rng.lognormal(-sd * sd / 2, sd, size)  # mean 1
+    return VisitModel(core, profile.tail_visits / max(horizon, 1) * personal)
 
 
 def shift_tastes(

@@ -9,6 +9,7 @@ world from one day on and combines with any profile. Both are written into the g
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from datetime import date
 
@@ -26,9 +27,13 @@ class Profile:
     days: int = 120  # default number of sales days
     customers: int = 2000  # default loyalty customers per region
     weather_effect: float = 1.0  # scales every temperature and rain effect (1 = full, 0 = none)
-    loyal_core_share: float | None = None  # None: everyone visits at their persona's rate
-    tail_visits: float = 0.0  # others: expected visits over the horizon (the whole seeded period)
+    # Long tail (tail_visits > 0): a loyal core visits at persona rates, everyone else `tail_visits` times
+    # over the horizon (the seeded period) on average. The core's share is `loyal_core_share`, or, if
+    # `new_buyer_share` is set, the share that makes that fraction of the last 14 days' buyers new.
+    tail_visits: float = 0.0
     tail_spread: float = 0.0  # lognormal sd of the tail's personal visit rates
+    loyal_core_share: float = 0.0
+    new_buyer_share: float | None = None
     launch: str | None = None  # a catalogue.LAUNCH_ITEMS key, launched at `launch_at` of the horizon
     launch_at: float = 0.5
     launch_adopters: float = 0.0  # share of customers who adopt it
@@ -46,7 +51,25 @@ class Profile:
 
     @property
     def long_tail(self) -> bool:
-        return self.loyal_core_share is not None
+        return self.tail_visits > 0
+
+    def core_share(self, horizon: int) -> float:
+        """The loyal core's share of customers for a seeded period of `horizon` days.
+
+        With a target share S of new buyers among the last 14 days' buyers: a tail customer visits at
+        r = tail_visits / horizon per day, buys in the window with q = 1 - exp(-14 r) and is new there
+        with e = exp(-r (horizon - 14)); the core nearly all buy (p = 0.95). S = (1-c) q e / ((1-c) q + c p)
+        gives c = q (e - S) / (p S + q (e - S)), kept within [0.03, 0.5].
+        """
+        if self.new_buyer_share is None:
+            return self.loyal_core_share
+        r = self.tail_visits / max(horizon, 1)
+        window = min(NEW_BUYER_WINDOW_DAYS, horizon)
+        q = 1 - math.exp(-window * r)
+        e = math.exp(-r * max(horizon - window, 0))
+        s, p = self.new_buyer_share, 0.95
+        c = q * (e - s) / (p * s + q * (e - s))
+        return min(max(c, 0.03), 0.5)
 
     @property
     def uses_horizon(self) -> bool:
@@ -77,8 +100,8 @@ PROFILES: dict[str, Profile] = {
             "1-3 visit customers (about a fifth of the last 14 days' buyers are new), a product launched "
             "halfway, a single-store region (mexico) and a region without weather files (canada)",
             weather_effect=0.15,
-            loyal_core_share=0.12,
-            tail_visits=1.7,
+            tail_visits=1.5,
+            new_buyer_share=0.2,
             tail_spread=0.6,
             launch="shaken_espresso",
             launch_at=0.5,
@@ -109,6 +132,7 @@ PROFILES: dict[str, Profile] = {
     )
 }
 DEFAULT_PROFILE = "friendly"
+NEW_BUYER_WINDOW_DAYS = 14  # "new buyers": first seen in the last this many days of the seeded period
 
 # ---------------------------------------------------------------------------------------------- scenarios
 SCENARIO_KINDS: tuple[str, ...] = ("taste-shift", "new-product", "price-change", "unit-outage")

@@ -104,15 +104,7 @@ class RegionWorld:
         scenario: Scenario | None,
     ) -> RegionWorld:
         pop = build_population(seed, region, customers, start, catalogue, profile.guest_share)
-        visits = visit_model(
-            seed,
-            region,
-            pop.size,
-            profile.loyal_core_share,
-            profile.tail_visits,
-            profile.tail_spread,
-            horizon,
-        )
+        visits = visit_model(seed, region, pop.size, profile, horizon)
         world = cls(region, seed, catalogue, pop, visits, profile.weather_effect)
         for plan in launch_plans(profile, scenario, start, horizon):
             pid, name = LAUNCH_ITEMS[plan.key][:2]
