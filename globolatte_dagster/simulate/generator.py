@@ -312,11 +312,20 @@ def simulate(
         profile=sim.profile.name,
         scenario=scenario.kind if scenario else None,
     )
-    summary.rows_per_region = dict.fromkeys(config.regions, 0)
+    _write_period(sim, landing, truth, summary, progress, t0)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _write_period(
+    sim: Simulator, landing: Path, truth: Path, summary: SimulationSummary, progress: bool, t0: float
+) -> None:
+    """Every day of the summary's period, region by region, then forecasts and the day-by-day truth."""
+    summary.rows_per_region = dict.fromkeys(summary.regions, 0)
     broken, missing = [], []
-    for i in range(days):
-        day = start + timedelta(days=i)
-        for region in config.regions:
+    for i in range(summary.days):
+        day = summary.start + timedelta(days=i)
+        for region in summary.regions:
             sales, weather_missing = sim.write_region_day(landing, region, day)
             if sales is None:
                 continue
@@ -330,9 +339,9 @@ def simulate(
             elif sim.has_weather_feed(region):
                 summary.weather_files += 1
         summary.end = day
-        if progress and ((i + 1) % 30 == 0 or i + 1 == days):
+        if progress and ((i + 1) % 30 == 0 or i + 1 == summary.days):
             print(
-                f"  {day} ({i + 1}/{days} days): {summary.sales_rows:,} sales rows, "
+                f"  {day} ({i + 1}/{summary.days} days): {summary.sales_rows:,} sales rows, "
                 f"{time.perf_counter() - t0:.1f}s",
                 flush=True,
             )
@@ -342,8 +351,6 @@ def simulate(
     write_missing(truth / "missing_weather.csv", [pd.DataFrame(missing, columns=["region", "day"])])
     summary.broken_rows = sum(len(b) for b in broken)
     summary.missing_weather = len(missing)
-    summary.seconds = time.perf_counter() - t0
-    return summary
 
 
 def write_day(landing: Path, truth: Path, day: date, config: SimConfig) -> list[DaySales]:
