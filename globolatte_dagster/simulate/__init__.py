@@ -13,11 +13,16 @@ from .generator import (
     simulate,
     write_day,
 )
+from .profiles import PROFILES, SCENARIO_KINDS, Profile, Scenario
 
 __all__ = [
     "BROKEN_COLUMNS",
     "BROKEN_KINDS",
+    "PROFILES",
+    "SCENARIO_KINDS",
     "DaySales",
+    "Profile",
+    "Scenario",
     "SimConfig",
     "SimulationSummary",
     "Simulator",

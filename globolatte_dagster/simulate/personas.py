@@ -1,22 +1,14 @@
-"""Customer personas and the per-region population (loyalty customers plus a pool of guests).
+"""Customer personas: the data tables (personas, regional taste, iced-drink effects, names).
 
 A persona fixes how often and when a customer visits, what they like and how the weather moves them.
-Every customer gets personal noise on top, and personal favourites drawn from the persona's tastes:
-two hot drinks, two iced drinks, a weekday and a weekend food item.
+population.py gives every customer personal noise on top, and personal favourites drawn from the
+persona's tastes: two hot drinks, two iced drinks, a weekday and a weekend food item.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
-
-import numpy as np
-import pandas as pd
-
-from globolatte_dagster.lib.contract import PAYMENT_METHODS, REGION_KEYS, REGIONS
-
-from .catalogue import PRODUCT_INDEX, PRODUCTS
 
 DAYTYPES: tuple[str, ...] = ("weekday", "weekend", "holiday")
 
@@ -289,7 +281,7 @@ TREAT_P = 0.5
 TREAT_MIN_PRICE = 4.25
 GUEST_SHARE = 0.12  # guests in the pool relative to loyalty customers (~10% of rows)
 
-_FIRST = {
+FIRST_NAMES = {
     "america": [
         "James",
         "Mary",
@@ -379,7 +371,7 @@ _FIRST = {
         "Renata",
     ],
 }
-_LAST = {
+LAST_NAMES = {
     "america": [
         "Smith",
         "Johnson",
@@ -466,187 +458,12 @@ _LAST = {
         "Romero",
     ],
 }
-_EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
+EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
 
 
-def _ascii(text: str) -> str:
+def ascii_name(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
 
 
 def persona_parameters() -> list[dict]:
     return [asdict(p) for p in PERSONAS]
-
-
-def affinity_matrix(region: str) -> np.ndarray:
-    """(personas x products) affinities in `region`, zero for products not sold there."""
-    taste = REGIONAL_TASTE.get(region, {})
-    out = np.full((len(PERSONAS), len(PRODUCTS)), EXPLORE_FLOOR)
-    for i, persona in enumerate(PERSONAS):
-        for name, w in persona.weights.items():
-            out[i, PRODUCT_INDEX[name]] = w
-    for name, m in taste.items():
-        out[:, PRODUCT_INDEX[name]] *= m
-    sold = np.array([p.region in (None, region) for p in PRODUCTS])
-    return out * sold
-
-
-@dataclass
-class Population:
-    """Everyone who may visit a region's stores: loyalty customers first, then the guest pool."""
-
-    region: str
-    n_customers: int
-    customer_id: np.ndarray  # object, "" for guests
-    persona: np.ndarray  # int index into PERSONAS
-    rate_mult: np.ndarray
-    hour_offset: np.ndarray
-    repeat: np.ndarray
-    p_food_shift: np.ndarray
-    iced_floor: np.ndarray
-    iced_ceil: np.ndarray
-    iced_t0: np.ndarray
-    weather_sensitive: np.ndarray
-    rain_sens: np.ndarray
-    payment: np.ndarray  # preferred payment index
-    fav_hot: np.ndarray  # (n, 2) product indices
-    fav_iced: np.ndarray  # (n, 2)
-    fav_food_weekday: np.ndarray
-    fav_food_weekend: np.ndarray
-    fav_treat: np.ndarray  # a premium hot drink for weekends and holidays
-    customers: pd.DataFrame  # the reference rows of loyalty customers
-
-    @property
-    def size(self) -> int:
-        return len(self.persona)
-
-    def personas_frame(self) -> pd.DataFrame:
-        n = self.n_customers
-        return pd.DataFrame(
-            {
-                "customer_id": self.customer_id[:n],
-                "region": self.region,
-                "persona": np.asarray(PERSONA_KEYS, dtype=object)[self.persona[:n]],
-            }
-        )
-
-
-def _draw(rng: np.random.Generator, weights: np.ndarray, size: int, exclude: np.ndarray | None = None):
-    """Draw `size` product indices from `weights`; optionally distinct from `exclude` per row."""
-    p = weights / weights.sum()
-    first = rng.choice(len(p), size=size, p=p)
-    if exclude is None:
-        return first
-    again = rng.choice(len(p), size=size, p=p)
-    third = rng.choice(len(p), size=size, p=p)
-    out = np.where(first != exclude, first, again)
-    return np.where(out != exclude, out, third)
-
-
-def build_population(seed: int, region: str, n_customers: int, start: date) -> Population:
-    """The population of `region`: depends only on (seed, region, n_customers, start)."""
-    rng = np.random.default_rng([seed, REGION_KEYS.index(region), 1])
-    n_guests = round(n_customers * GUEST_SHARE)
-    n = n_customers + n_guests
-    shares = np.array([p.share for p in PERSONAS])
-    persona = rng.choice(len(PERSONAS), size=n, p=shares / shares.sum())
-
-    def per(attr):
-        return np.array([getattr(p, attr) for p in PERSONAS], dtype=float)[persona]
-
-    rate_mult = rng.lognormal(0.0, 0.3, n)
-    hour_offset = rng.normal(0.0, 0.5, n)
-    repeat = np.clip(per("p_repeat") + rng.normal(0.0, 0.05, n), 0.4, 0.97)
-    p_food_shift = rng.normal(0.0, 0.06, n)
-    sensitive = rng.random(n) < per("weather_sensitive_share")
-    fan = persona == PERSONA_KEYS.index("iced_drink_fan")
-    t0 = np.where(
-        fan,
-        rng.normal(ICED_FAN["t0_mean"], ICED_FAN["t0_sd"], n),
-        np.where(
-            sensitive,
-            rng.normal(ICED_SENSITIVE["t0_mean"], ICED_SENSITIVE["t0_sd"], n),
-            rng.normal(ICED_INSENSITIVE["t0_mean"], ICED_INSENSITIVE["t0_sd"], n),
-        ),
-    )
-    ceil = np.where(
-        fan, ICED_FAN["ceil"], np.where(sensitive, ICED_SENSITIVE["ceil"], ICED_INSENSITIVE["ceil"])
-    )
-    floor = np.clip(per("iced_floor") + rng.normal(0.0, 0.04, n) * (per("iced_floor") > 0.1), 0.0, 0.8)
-    rain_sens = per("rain_sensitivity") * rng.lognormal(0.0, 0.3, n)
-    pay_p = np.array([p.payment_p for p in PERSONAS])
-    payment = (rng.random(n)[:, None] > np.cumsum(pay_p[persona], axis=1)).sum(axis=1)
-    payment = np.minimum(payment, len(PAYMENT_METHODS) - 1)
-
-    # Favourites: drawn from the persona's affinities (regional specialities included, seasonal excluded).
-    aff = affinity_matrix(region)
-    serving = np.array([p.serving for p in PRODUCTS])
-    category = np.array([p.category for p in PRODUCTS])
-    seasonal = np.array([p.seasonal for p in PRODUCTS])
-    hot = (serving == "hot") & ~seasonal
-    iced = serving == "iced"
-    food = serving == "none"
-    weekend_boost = np.where(category == "food", 3.0, 1.0)
-    fav_hot = np.zeros((n, 2), dtype=np.int64)
-    fav_iced = np.zeros((n, 2), dtype=np.int64)
-    fav_wd = np.zeros(n, dtype=np.int64)
-    fav_we = np.zeros(n, dtype=np.int64)
-    fav_treat = np.zeros(n, dtype=np.int64)
-    premium = np.where(np.array([p.price for p in PRODUCTS]) >= TREAT_MIN_PRICE, 3.0, 0.3)
-    for k in range(len(PERSONAS)):
-        rows = np.flatnonzero(persona == k)
-        m = len(rows)
-        w = aff[k]
-        fav_hot[rows, 0] = _draw(rng, w * hot, m)
-        fav_hot[rows, 1] = _draw(rng, w * hot, m, exclude=fav_hot[rows, 0])
-        fav_iced[rows, 0] = _draw(rng, w * iced, m)
-        fav_iced[rows, 1] = _draw(rng, w * iced, m, exclude=fav_iced[rows, 0])
-        fav_wd[rows] = _draw(rng, w * food, m)
-        fav_we[rows] = _draw(rng, w * food * weekend_boost, m, exclude=fav_wd[rows])
-        fav_treat[rows] = _draw(rng, w * hot * premium, m, exclude=fav_hot[rows, 0])
-
-    info = REGIONS[region]
-    first = _FIRST[region]
-    last = _LAST[region]
-    fi = rng.integers(0, len(first), n_customers)
-    li = rng.integers(0, len(last), n_customers)
-    num = rng.integers(1, 100, n_customers)
-    dom = rng.integers(0, len(_EMAIL_DOMAINS), n_customers)
-    signup = rng.integers(1, 3 * 365, n_customers)
-    ids = [f"{info.country}{i:05d}" for i in range(1, n_customers + 1)]
-    names = [f"{first[a]} {last[b]}" for a, b in zip(fi, li, strict=True)]
-    emails = [
-        f"{_ascii(first[a])}.{_ascii(last[b]).replace(' ', '')}{c}@{_EMAIL_DOMAINS[d]}"
-        for a, b, c, d in zip(fi, li, num, dom, strict=True)
-    ]
-    customers = pd.DataFrame(
-        {
-            "customer_id": ids,
-            "customer_name": names,
-            "email": emails,
-            "location": info.city,
-            "signup_date": [(start - timedelta(days=int(s))).isoformat() for s in signup],
-        }
-    )
-    customer_id = np.array([*ids, *([""] * n_guests)], dtype=object)
-    return Population(
-        region=region,
-        n_customers=n_customers,
-        customer_id=customer_id,
-        persona=persona,
-        rate_mult=rate_mult,
-        hour_offset=hour_offset,
-        repeat=repeat,
-        p_food_shift=p_food_shift,
-        iced_floor=floor,
-        iced_ceil=ceil,
-        iced_t0=t0,
-        weather_sensitive=sensitive | fan,
-        rain_sens=rain_sens,
-        payment=payment,
-        fav_hot=fav_hot,
-        fav_iced=fav_iced,
-        fav_food_weekday=fav_wd,
-        fav_food_weekend=fav_we,
-        fav_treat=fav_treat,
-        customers=customers,
-    )
