@@ -46,13 +46,30 @@ def simulate_case(
     days: int,
     customers: int,
     seed: int = SEED,
-    start: date = START,
-    regions: Sequence[str] = contract.REGION_KEYS,
+    start: date | None = None,
+    regions: Sequence[str] | None = None,
+    profile: str = "friendly",
+    scenario: str | None = None,
+    scenario_from: date | None = None,
 ) -> SimCase:
+    """A simulated landing zone and its ground truth (`start` and `regions`: the profile's defaults)."""
     from globolatte_dagster.simulate import simulate
+    from globolatte_dagster.simulate.profiles import PROFILES
 
     landing, truth = root / "landing", root / "truth"
-    simulate(landing, truth, start, days, customers, seed, regions=regions)
+    start = start or PROFILES[profile].start_date
+    simulate(
+        landing,
+        truth,
+        start,
+        days,
+        customers,
+        seed,
+        regions=regions,
+        profile=profile,
+        scenario=scenario,
+        scenario_from=scenario_from,
+    )
     return SimCase(landing, truth, start, days, customers, seed)
 
 

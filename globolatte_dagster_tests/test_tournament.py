@@ -23,14 +23,21 @@ from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
 from globolatte_dagster_tests.serving_fixtures import build_purchase_history
 
-PROFILES = {"friendly": {"days": 75, "customers": 400}}
+# The friendly world, the realistic one that is not the model's friend (weak weather, mostly one to three
+# visits, a fifth of the hold-out's buyers new, a product launched halfway, a one-store region, a region
+# without weather), and an export-like one (one unit, 2019, no weather, a long menu, many guests).
+PROFILES = {
+    "friendly": {"days": 75, "customers": 400},
+    "realistic": {"days": 90, "customers": 1200},
+    "export": {"days": 30, "customers": 1500},
+}
 
 
 @pytest.fixture(scope="module", params=sorted(PROFILES))
 def trained(request, tmp_path_factory):
     profile = request.param
     root = tmp_path_factory.mktemp(f"tournament-{profile}")
-    case = simulate_case(root, **PROFILES[profile])
+    case = simulate_case(root, profile=profile, **PROFILES[profile])
     db = str(root / "wh.duckdb")
     frames = landed_frames(case.landing)
     load_duckdb(db, frames)
