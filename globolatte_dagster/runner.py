@@ -12,6 +12,7 @@ import dagster as dg
 
 from globolatte_dagster.defs.partitions import region_day_key, region_days_tags
 from globolatte_dagster.lib import contract
+from globolatte_dagster.lib.recommend.metrics import HIT_RATE
 from globolatte_dagster.lib.schema import CALENDAR, CUSTOMERS, PRODUCTS, SALES, WEATHER
 
 
@@ -161,8 +162,8 @@ def metrics_lines(instance: dg.DagsterInstance) -> list[str]:
         champion = str(getattr(meta.get("champion"), "value", "-"))
         baseline = str(getattr(meta.get("best_baseline"), "value", "-"))
         lines.append(
-            f"{region:<10} {champion:<16} {_num(meta.get('hit_rate_at_3')):>7} {baseline:<14} "
-            f"{_num(meta.get('best_baseline_hit_rate_at_3')):>7}"
+            f"{region:<10} {champion:<16} {_num(meta.get(HIT_RATE)):>7} {baseline:<14} "
+            f"{_num(meta.get(f'best_baseline_{HIT_RATE}')):>7}"
         )
     return lines
 

@@ -278,3 +278,14 @@ def test_weather_book_falls_back_to_the_recent_average_then_to_no_weather():
     none = WeatherBook().context("canada", D0, D0)
     assert none.weather_source == "none" and np.isnan(none.temp_max_c)
     assert is_holiday("america", date(2025, 7, 4)) and not is_holiday("mexico", date(2025, 7, 4))
+
+
+def test_a_feed_that_stopped_weeks_ago_gives_no_weather_rather_than_a_stale_average():
+    frame = pd.DataFrame({"day": [D0], "temp_max_c": [31.0], "precip_mm": [0.0]})
+    book = WeatherBook.from_frame(frame)
+    assert (
+        book.context("mexico", D0 + timedelta(days=5), D0 + timedelta(days=4)).weather_source
+        == "recent_average"
+    )
+    late = book.context("mexico", D0 + timedelta(days=40), D0 + timedelta(days=39))
+    assert late.weather_source == "none" and np.isnan(late.temp_max_c)

@@ -87,6 +87,7 @@ class WeatherBook:
 
     by_day: dict[date, tuple[float, float]] = field(default_factory=dict)
     average_days: int = 7
+    max_age_days: int = 14  # a feed silent for longer gives no average: its last readings are not "recent"
 
     @classmethod
     def from_frame(cls, weather: pd.DataFrame) -> WeatherBook:
@@ -106,11 +107,14 @@ class WeatherBook:
 
     def until(self, last: date) -> WeatherBook:
         """The book as it was known on `last` (observations up to it; later files are forecasts)."""
-        return WeatherBook({d: v for d, v in self.by_day.items() if d <= last}, self.average_days)
+        return WeatherBook(
+            {d: v for d, v in self.by_day.items() if d <= last}, self.average_days, self.max_age_days
+        )
 
     def recent_average(self, before: date) -> tuple[float, float] | None:
-        """Mean of the last `average_days` days with weather on or before `before` (None if none)."""
-        days = sorted(d for d in self.by_day if d <= before)[-self.average_days :]
+        """Mean of the last `average_days` days with weather on or before `before`, within `max_age_days`."""
+        oldest = before - timedelta(days=self.max_age_days)
+        days = sorted(d for d in self.by_day if oldest < d <= before)[-self.average_days :]
         if not days:
             return None
         temps = [self.by_day[d][0] for d in days]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from globolatte_dagster.lib.recommend.candidates import Recommender, customer_product_matrix
 from globolatte_dagster.lib.recommend.data import History, Requests, Window, label_requests
-from globolatte_dagster.lib.recommend.metrics import K, bootstrap, hits, paired_lead, top_k
+from globolatte_dagster.lib.recommend.metrics import HIT_RATE, K, bootstrap, hits, paired_lead, top_k
 
 TOP_BASELINES: tuple[str, ...] = ("popularity", "repeat")
 DISCOVER_BASELINES: tuple[str, ...] = ("popularity",)
@@ -50,7 +50,7 @@ class ListResult:
                 {
                     "list": self.list,
                     "candidate": name,
-                    "hit_rate_at_3": round(s["hit_rate"], 4),
+                    HIT_RATE: round(s["hit_rate"], 4),
                     "ci_95": f"{s['ci_low']:.3f} .. {s['ci_high']:.3f}",
                     "vs_best_baseline": round(s["diff"], 4),
                     "diff_ci_95": f"{s['diff_ci_low']:+.3f} .. {s['diff_ci_high']:+.3f}",
