@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -110,7 +111,21 @@ class SalesBatch:
 def decode_csv(
     path: str, data: bytes, required: Sequence[str]
 ) -> tuple[list[str], list[list[str]], list[int]]:
-    """Parse a UTF-8 CSV with a header. Returns header, rows and each row's 1-based line number."""
+    """Parse a UTF-8 CSV with a header. Returns header, rows and each row's 1-based line number.
+
+    Any parser error becomes a `FileRejected` naming the file.
+    """
+    try:
+        return _decode_csv(path, data, required)
+    except FileRejected:
+        raise
+    except Exception as exc:
+        raise FileRejected(path, f"could not be parsed ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode_csv(
+    path: str, data: bytes, required: Sequence[str]
+) -> tuple[list[str], list[list[str]], list[int]]:
     _check_text(path, data)
     text = data.decode("utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=",", quotechar='"', strict=False)
@@ -269,12 +284,38 @@ def _extra_json(table: pa.Table, columns: list[str]) -> pa.Array:
 
 
 def parse_sales_file(lf: LandedFile) -> pa.Table:
-    """One landed sales file as strings plus its context (file, line, field count, region, day)."""
-    header_text = _check_text(lf.path, lf.data)
-    header = [h.strip() for h in next(csv.reader([header_text]))]
-    if any(c not in header for c in SALES_COLUMNS) or len(set(header)) != len(header):
-        return _parse_exact(lf)  # raises FileRejected with the exact problem
-    return _parse_fast(lf, header) or _parse_exact(lf)
+    """One landed sales file as strings plus its context (file, line, field count, region, day).
+
+    Raises FileRejected naming the file for anything that cannot be parsed, whatever the parser says.
+    """
+    try:
+        header_text = _check_text(lf.path, lf.data)
+        _check_line_length(lf.path, lf.data)
+        header = [h.strip() for h in next(csv.reader([header_text]))]
+        if any(c not in header for c in SALES_COLUMNS) or len(set(header)) != len(header):
+            return _parse_exact(lf)  # raises FileRejected with the exact problem
+        return _parse_fast(lf, header) or _parse_exact(lf)
+    except FileRejected:
+        raise
+    except Exception as exc:
+        raise FileRejected(lf.path, f"could not be parsed ({type(exc).__name__}: {exc})") from exc
+
+
+# A sales row is a few hundred bytes; a far longer line is a broken file (or not a sales export at all).
+MAX_LINE_BYTES = 65_536
+
+
+def _check_line_length(path: str, data: bytes) -> None:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.concatenate(([-1], np.flatnonzero(buf == 10), [len(buf)]))
+    lengths = np.diff(ends) - 1
+    longest = int(lengths.argmax()) if len(lengths) else 0
+    if len(lengths) and lengths[longest] > MAX_LINE_BYTES:
+        raise FileRejected(
+            path,
+            f"line {longest + 1} is {int(lengths[longest]):,} bytes long (a sales row is at most "
+            f"{MAX_LINE_BYTES:,}): a broken line ending or not a sales export",
+        )
 
 
 def _check_text(path: str, data: bytes) -> str:
@@ -289,7 +330,12 @@ def _check_text(path: str, data: bytes) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FileRejected(path, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
-    return text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
+    header = text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
+    if "\r" in header:
+        raise FileRejected(
+            path, "CR-only line endings (classic Mac): save the file with LF or CRLF line endings"
+        )
+    return header
 
 
 # The rejected rows with the first rule each breaks, as _reason = [column, reason]. Known values are bound
@@ -430,23 +476,41 @@ def _raw_record(row: dict) -> str:
 
 
 WEATHER_REQUIRED = ("date", "temp_max_c", "temp_min_c", "precip_mm")
+# Plausible bounds of a city's daily weather: outside them a value is a unit or data-entry error.
+TEMP_RANGE_C = (-60.0, 60.0)
 
 
 def parse_weather(lf: LandedFile) -> pd.DataFrame:
-    """One region-day of weather. Raises FileRejected when the file is unusable."""
-    header, rows, _ = decode_csv(lf.path, lf.data, WEATHER_REQUIRED)
+    """One region-day of weather. Raises FileRejected (naming the file and the reason) when it is unusable:
+    unparseable, another day, or a value that is not a finite number within plausible bounds."""
+    header, rows, lines = decode_csv(lf.path, lf.data, WEATHER_REQUIRED)
     if not rows:
         raise FileRejected(lf.path, "no weather row")
-    rec = dict(zip(header, rows[0], strict=False))
-    if rec.get("date", "").strip() != lf.day.isoformat():
+    rec = {h: (v.strip() if isinstance(v, str) else v) for h, v in zip(header, rows[0], strict=False)}
+    if rec.get("date", "") != lf.day.isoformat():
         raise FileRejected(lf.path, f"date '{rec.get('date')}' does not match the file name day {lf.day}")
-    values = {}
-    for col in ("temp_max_c", "temp_min_c", "precip_mm"):
-        try:
-            values[col] = float(rec[col]) if rec[col].strip() != "" else None
-        except ValueError as exc:
-            raise FileRejected(lf.path, f"{col} '{rec[col]}' is not a number") from exc
+    values = {c: _weather_value(lf.path, lines[0], c, rec.get(c, "")) for c in WEATHER_REQUIRED[1:]}
+    tmax, tmin = values["temp_max_c"], values["temp_min_c"]
+    if tmax is not None and tmin is not None and tmin > tmax:
+        raise FileRejected(lf.path, f"line {lines[0]}: temp_min_c {tmin} is above temp_max_c {tmax}")
     return pd.DataFrame(
         [{"region": lf.region, "day": pd.Timestamp(lf.day), **values, "source_file": lf.path}],
         columns=WEATHER.column_names,
     )
+
+
+def _weather_value(path: str, line: int, column: str, text: str) -> float | None:
+    if text == "":
+        return None  # not measured: the consumers treat it as unknown
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise FileRejected(path, f"line {line}: {column} '{text}' is not a number") from exc
+    if not math.isfinite(value):
+        raise FileRejected(path, f"line {line}: {column} '{text}' is not a finite number")
+    if column == "precip_mm" and value < 0:
+        raise FileRejected(path, f"line {line}: precip_mm {value} is negative")
+    low, high = TEMP_RANGE_C
+    if column != "precip_mm" and not low <= value <= high:
+        raise FileRejected(path, f"line {line}: {column} {value} is outside {low:g}..{high:g} °C")
+    return value
