@@ -107,8 +107,21 @@ def test_failure_midway_leaves_the_previous_rows(landing, resources, warehouse_p
         (b"transaction_id,product_id\nT1,P001\n", "missing required columns"),
         (b"\xff\xfe" + "transaction_id".encode("utf-16-le"), "not UTF-8"),
         ("transaction_id;x\n".encode("latin-1") + b"caf\xe9\n", "not UTF-8"),
+        (SAMPLE_EXPORT.replace(b"\n", b"\r"), "CR-only line endings"),
+        (SAMPLE_EXPORT + b"T9," + b"x" * 5_000_000 + b"\n", "5,000,003 bytes long"),
+        (SAMPLE_EXPORT.splitlines()[0] + b"\n" + b"y" * 5_000_000, "5,000,000 bytes long"),
     ],
-    ids=["empty", "binary", "semicolons", "missing-columns", "utf16", "latin1"],
+    ids=[
+        "empty",
+        "binary",
+        "semicolons",
+        "missing-columns",
+        "utf16",
+        "latin1",
+        "cr-only",
+        "5mb-line",
+        "5mb-no-newline",
+    ],
 )
 def test_unparseable_file_fails_the_partition_naming_the_file_and_loads_nothing(
     landing, resources, warehouse_path, content, problem

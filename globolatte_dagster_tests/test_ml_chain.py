@@ -93,7 +93,9 @@ def test_chain_materialises_and_recommendations_match_the_model(case):
     assert mart["customer_id"].nunique() == features and (mart.groupby("customer_id").size() == 3).all()
     assert (pd.to_datetime(mart["for_date"]).dt.date == model.as_of + timedelta(days=1)).all()
     assert set(mart["basis"]) <= {"model", "segment", "popularity"}
-    assert set(mart["model_version"]) == {"globolatte-mexico:1"}  # the registered champion, not "unregistered"
+    assert set(mart["model_version"]) == {
+        "globolatte-mexico:1"
+    }  # the registered champion, not "unregistered"
 
     # the endpoint's function gives exactly the batch rows
     some = sorted(mart["customer_id"].unique())[:20]

@@ -71,7 +71,9 @@ def test_asset_graph_in_chromium_and_a_partition_run_through_graphql(server: Dag
         page.goto(f"{server.url}/asset-groups/raw", wait_until="networkidle", timeout=120_000)
         _dismiss_welcome(page)
         try:
-            page.get_by_text("raw", exact=True).last.dblclick(timeout=60_000)  # expand the group node in the graph
+            page.get_by_text("raw", exact=True).last.dblclick(
+                timeout=60_000
+            )  # expand the group node in the graph
             page.get_by_text("sales_rejects").first.wait_for(timeout=60_000)
         finally:
             page.screenshot(path=str(ARTIFACTS / "asset-graph-raw.png"))
