@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from globolatte_dagster import settings
-from globolatte_dagster.defs.features.assets import daily_refresh
+from globolatte_dagster.defs.automation import daily_refresh
 from globolatte_dagster.defs.partitions import region_partitions
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib import model as Mo
