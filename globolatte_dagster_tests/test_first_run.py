@@ -26,7 +26,9 @@ ENDPOINT = dg.AssetKey(["serving", "scoring_endpoint"])
 
 
 def _instance(server: DagsterServer) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(server.dagster_home)))
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(server.dagster_home)))
 
 
 def _a_customer(landing: Path, region: str) -> str:

@@ -28,7 +28,7 @@ from globolatte_dagster.lib.scan import (
     scan_sales,
 )
 from globolatte_dagster.lib.scan_weather import scan_weather
-from globolatte_dagster.lib.schema import CUSTOMERS, PRODUCTS, SALES, SALES_REJECTS, WEATHER
+from globolatte_dagster.lib.schema import CALENDAR, CUSTOMERS, PRODUCTS, SALES, SALES_REJECTS, WEATHER
 from globolatte_dagster.resources.landing import LandingZone
 from globolatte_dagster.settings import default_sensor_status
 
@@ -41,9 +41,10 @@ ingest_sales_job = dg.define_asset_job(
 ingest_weather_job = dg.define_asset_job(
     "ingest_weather", selection=dg.AssetSelection.assets(WEATHER.key), tags={"globolatte/warehouse": "write"}
 )
+# The calendar comes with the reference data: nothing else materialises it, and features need it.
 refresh_reference_job = dg.define_asset_job(
     "refresh_reference",
-    selection=dg.AssetSelection.assets(PRODUCTS.key, CUSTOMERS.key),
+    selection=dg.AssetSelection.assets(PRODUCTS.key, CUSTOMERS.key, CALENDAR.key),
     tags={"globolatte/warehouse": "write", "dagster/priority": "10"},
 )
 
@@ -208,7 +209,7 @@ def weather_landing_sensor(context: dg.SensorEvaluationContext, landing: Landing
     job=refresh_reference_job,
     minimum_interval_seconds=30,
     default_status=default_sensor_status(),
-    description="Reloads products and customers when a new reference snapshot lands.",
+    description="Reloads products, customers and the calendar when a new reference snapshot lands.",
 )
 def reference_landing_sensor(
     context: dg.SensorEvaluationContext, landing: LandingZone
