@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from datetime import date
 from pathlib import Path
@@ -21,7 +22,8 @@ from globolatte_dagster.resources.registry import LocalModelRegistry
 from globolatte_dagster_tests.dagster_server import REPO_ROOT, DagsterServer
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-DEADLINE_SECONDS = 600
+# Ten minutes on 2 cores; a longer limit can be set to measure on a machine shared with other work.
+DEADLINE_SECONDS = float(os.environ.get("GLOBOLATTE_FIRST_RUN_DEADLINE_S", "600"))
 ENDPOINT = dg.AssetKey(["serving", "scoring_endpoint"])
 
 

@@ -199,6 +199,15 @@ def test_window_months_cover_open_days_the_newest_day_and_today():
     assert months == ["2024-10", "2024-11", "2024-12", "2025-02", "2025-03"]
 
 
+def test_weather_days_with_a_short_gap_share_one_run(landing):
+    w = Sensor(weather_landing_sensor, landing, key=("raw", "weather"))
+    for day in ("2025-05-01", "2025-05-02", "2025-05-04", "2025-05-20"):  # 05-03 is missing, then a long gap
+        landing.write_bytes(
+            f"weather/mexico/{day}.csv", f"date,temp_max_c,temp_min_c,precip_mm\n{day},29,14,0\n".encode()
+        )
+    assert _partitions(w.tick()) == ["2025-05-01|mexico..2025-05-04|mexico", "2025-05-20|mexico"]
+
+
 def test_weather_and_reference_sensors(landing):
     w = Sensor(weather_landing_sensor, landing, key=("raw", "weather"))
     landing.write_bytes(

@@ -49,7 +49,9 @@ refresh_reference_job = dg.define_asset_job(
 )
 
 
-def partition_run_requests(changes: list[PartitionChange], prefix: str) -> list[dg.RunRequest]:
+def partition_run_requests(
+    changes: list[PartitionChange], prefix: str, bridge_days: int = 1
+) -> list[dg.RunRequest]:
     """Runs for the changed partitions: each changed partition once, nothing else.
 
     Consecutive changed days of one region share one ranged run, except a day whose retried range failed
@@ -63,18 +65,20 @@ def partition_run_requests(changes: list[PartitionChange], prefix: str) -> list[
     return [
         _request(region, group, prefix)
         for region in contract.REGION_KEYS
-        for group in _consecutive(by_region.get(region, []))
+        for group in _consecutive(by_region.get(region, []), bridge_days)
     ]
 
 
-def _consecutive(items: list[PartitionChange]) -> list[list[PartitionChange]]:
+def _consecutive(items: list[PartitionChange], bridge_days: int = 1) -> list[list[PartitionChange]]:
+    """Runs of days at most `bridge_days` apart (1: consecutive days only)."""
     groups: list[list[PartitionChange]] = []
     for change in items:
         previous = groups[-1][-1] if groups else None
         if (
             previous is not None
             and not (change.alone or previous.alone)
-            and date.fromisoformat(change.day) - date.fromisoformat(previous.day) == timedelta(days=1)
+            and date.fromisoformat(change.day) - date.fromisoformat(previous.day)
+            <= timedelta(days=bridge_days)
         ):
             groups[-1].append(change)
         else:
@@ -99,6 +103,7 @@ SALES_FULL_PASS_SECONDS = 3600
 # A local file modified less than this long ago waits for the next listing, which must see it unchanged.
 QUIET_SECONDS = 10.0
 RETRY = RetryPolicy()
+WEATHER_BRIDGE_DAYS = 4
 _STATUS = {
     dg.AssetPartitionStatus.MATERIALIZED: LOADED,
     dg.AssetPartitionStatus.FAILED: FAILED,
@@ -161,7 +166,9 @@ def _cursor(context: dg.SensorEvaluationContext) -> dict:
     default_status=default_sensor_status(),
     description="Loads new and changed sales files per region and day, and retries days that are not loaded.",
 )
-def sales_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
+def sales_landing_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingZone
+) -> dg.SensorResult | dg.SkipReason:
     if context.instance.get_latest_materialization_event(dg.AssetKey(PRODUCTS.key)) is None:
         # Rows are validated against the catalogue: wait for reference_landing_sensor's first load.
         return dg.SkipReason("waiting for core/products: reference/products.csv has not been loaded yet")
@@ -189,7 +196,12 @@ def sales_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZo
     default_status=default_sensor_status(),
     description="Loads new or revised weather files (observations and forecasts) per region and day.",
 )
-def weather_landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
+def weather_landing_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingZone
+) -> dg.SensorResult | dg.SkipReason:
+    if context.instance.get_latest_materialization_event(dg.AssetKey(PRODUCTS.key)) is None:
+        # On a first start the reference data go first: weather runs would hold the run slots and the pool.
+        return dg.SkipReason("waiting for the reference data (core/products) to load first")
     scan = scan_weather(
         landing.list,
         _cursor(context),
@@ -200,7 +212,9 @@ def weather_landing_sensor(context: dg.SensorEvaluationContext, landing: Landing
         quiet_seconds=QUIET_SECONDS,
         retry=RETRY,
     )
-    requests = partition_run_requests(scan.changes, "weather")
+    # A missing weather day inside a range is loaded as "no weather" (the asset says so): a run per region
+    # rather than one per stretch of files, since the feed has gaps (a run costs a code load).
+    requests = partition_run_requests(scan.changes, "weather", bridge_days=WEATHER_BRIDGE_DAYS)
     _log_scan(context, scan, requests)
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(scan.cursor, separators=(",", ":")))
 
