@@ -1,5 +1,6 @@
 """The azure model_io_manager: trained objects between assets, pickled into a blob container on Azurite."""
 
+
 import dagster as dg
 import pytest
 
@@ -21,12 +22,8 @@ def test_models_round_trip_per_region_partition_through_blob(azurite_landing):
     resources = {"model_io_manager": BlobPickleIOManager(store=azurite_landing)}
     for region in ("america", "mexico"):
         assert dg.materialize([model, uses_model], partition_key=region, resources=resources).success
-    assert azurite_landing.exists("model/mexico.pickle") and azurite_landing.exists(
-        "uses_model/america.pickle"
-    )
-    result = dg.materialize(
-        [model, uses_model], selection=[uses_model], partition_key="mexico", resources=resources
-    )
+    assert azurite_landing.exists("model/mexico.pickle") and azurite_landing.exists("uses_model/america.pickle")
+    result = dg.materialize([model, uses_model], selection=[uses_model], partition_key="mexico", resources=resources)
     assert result.output_for_node("uses_model") == "mexico"
 
 
@@ -41,11 +38,7 @@ def test_a_missing_model_names_the_asset_to_materialise(azurite_landing):
 
     resources = {"model_io_manager": BlobPickleIOManager(store=azurite_landing)}
     result = dg.materialize(
-        [model, uses_model],
-        selection=[uses_model],
-        partition_key="canada",
-        resources=resources,
-        raise_on_error=False,
+        [model, uses_model], selection=[uses_model], partition_key="canada", resources=resources, raise_on_error=False
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

@@ -154,9 +154,7 @@ def registered_model(
                 passed=decision.promote,
                 # A rejected challenger with a champion in place is a warning: the champion keeps serving and
                 # the recommendations go on. With no champion at all nothing downstream may run.
-                severity=dg.AssetCheckSeverity.WARN
-                if champion_model is not None
-                else dg.AssetCheckSeverity.ERROR,
+                severity=dg.AssetCheckSeverity.WARN if champion_model is not None else dg.AssetCheckSeverity.ERROR,
                 metadata={"challenger": registered.model_version, **figures},
             )
         ],
