@@ -61,6 +61,11 @@ def _missing(instance: dg.DagsterInstance, graph, landed: dict[str, list[str]]) 
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="today's champion/challenger gate rejects the 30-day model and fails ml/registered_model (no "
+    "champion); the new recommender (popularity at worst) is to make this pass: then remove this marker",
+)
 def test_a_fresh_home_with_simulator_data_reaches_a_serving_champion_in_every_region(tmp_path):
     from globolatte_dagster.simulate import simulate
 
