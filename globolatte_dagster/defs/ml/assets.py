@@ -8,7 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from globolatte_dagster import settings
-from globolatte_dagster.defs.features.assets import daily_refresh
+from globolatte_dagster.defs.automation import daily_refresh
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib import plots
