@@ -6,7 +6,6 @@ from pathlib import Path
 import dagster as dg
 
 from globolatte_dagster.defs.automation import deploy_on_new_champion
-
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.resources.endpoint import ScoringEndpoint
 from globolatte_dagster.resources.registry import ModelRegistry
