@@ -293,6 +293,10 @@ def metrics_lines(instance: dg.DagsterInstance) -> list[str]:
                 f"{'region':<10} {'champion':<16} {'hit@3':>7} {'best baseline':<14} {'hit@3':>7}   on the time-based hold-out",
             ]
         champion = str(getattr(meta.get("champion"), "value", "-"))
+        if HIT_RATE not in meta:
+            days = getattr(meta.get("sales_days"), "value", "?")
+            lines.append(f"{region:<10} {champion:<16} no hold-out yet ({days} landed sales day(s))")
+            continue
         baseline = str(getattr(meta.get("best_baseline"), "value", "-"))
         lines.append(
             f"{region:<10} {champion:<16} {_num(meta.get(HIT_RATE)):>7} {baseline:<14} "
