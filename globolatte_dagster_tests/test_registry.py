@@ -20,6 +20,7 @@ from globolatte_dagster.resources.endpoint import LocalScoringEndpoint
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
 from globolatte_dagster.resources.registry import LocalModelRegistry
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
+from globolatte_dagster.serving.model_server import ModelServer
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
 from globolatte_dagster_tests.serving_fixtures import shuffled_labels
 
@@ -303,7 +304,12 @@ def _endpoint_equals_mart(env, live: dict) -> None:
     customers = sorted(mart["customer_id"].unique())[:60]
     for_date = str(mart["for_date"].iloc[0])[:10]
     reqs = [{"region": REGION, "customer_id": c, "date": for_date, "k": 3} for c in customers]
-    answers = httpx.post(f"{live['url']}/score", json={"requests": reqs}, timeout=60).json()["responses"]
+    server = ModelServer.start(live["deployment_dir"])  # the recorded deployment, served for this check
+    try:
+        server.wait_ready(90)
+        answers = httpx.post(f"{server.url}/score", json={"requests": reqs}, timeout=60).json()["responses"]
+    finally:
+        server.stop()
     served = [
         (a["customer_id"], i + 1, r["product_id"], r["score"])
         for a in answers

@@ -3,8 +3,9 @@
 Both deploy a champions bundle (`ChampionBundle`, from the registry) blue/green and smoke-test the new
 colour with real requests before it takes any traffic.
 
-- `LocalScoringEndpoint`: `score.py` under `azmlinfsrv` on 127.0.0.1 (`serving.local_endpoint`); the
-  endpoint record under `GLOBOLATTE_HOME/endpoint` is what `globolatte serve`'s proxy follows.
+- `LocalScoringEndpoint`: `score.py` under `azmlinfsrv` on 127.0.0.1 (`serving.deployer`): each
+  deployment is smoke-tested on a server of its own, which is then stopped; the endpoint record under
+  `GLOBOLATTE_HOME/endpoint` is what every `globolatte serve` front follows with its own model server.
 - `AzureMLScoringEndpoint`: a `ManagedOnlineEndpoint` (key auth) and one `ManagedOnlineDeployment` per
   colour, with `CodeConfiguration(score.py)` and an `Environment` from the serving requirements on an
   Azure ML inference base image. Sequence (`AzureMLDeployer.deploy`): get or create the endpoint, create
@@ -74,7 +75,7 @@ class ScoringEndpoint(dg.ConfigurableResource):
 
 
 class LocalScoringEndpoint(ScoringEndpoint):
-    """`score.py` under Azure ML's inference server on 127.0.0.1, blue/green (serving.local_endpoint)."""
+    """`score.py` under Azure ML's inference server on 127.0.0.1, blue/green (serving.deployer)."""
 
     root: str
     public_port: int = 8765
@@ -82,7 +83,7 @@ class LocalScoringEndpoint(ScoringEndpoint):
     drain_s: float = 1.0
 
     def deployer(self) -> Any:
-        from globolatte_dagster.serving.local_endpoint import LocalDeployer
+        from globolatte_dagster.serving.deployer import LocalDeployer
 
         return LocalDeployer(self.root, ready_timeout=self.ready_timeout_s, drain_seconds=self.drain_s)
 

@@ -31,7 +31,9 @@ from azureml_inference_server_http.api.aml_request import rawhttp  # noqa: E402
 from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: E402
 
 from globolatte_dagster.lib.contract import REGION_KEYS  # noqa: E402
+from globolatte_dagster.lib.environment import load_artefact  # noqa: E402
 from globolatte_dagster.lib.registry import ARTEFACT, MANIFEST  # noqa: E402
+from globolatte_dagster.serving import bounds  # noqa: E402
 
 MAX_BATCH = 1000
 MODEL_DIR_ENV = "AZUREML_MODEL_DIR"
@@ -73,14 +75,13 @@ class Scorer:
 
     @classmethod
     def from_dir(cls, model_dir: str | Path) -> Scorer:
-        import joblib
-
+        """Load every region's champion; refuse one trained with libraries this environment cannot load."""
         bundle = find_bundle(model_dir)
         models = {}
         for region in REGION_KEYS:
             path = bundle / region / ARTEFACT
             if path.exists():
-                models[region] = joblib.load(path)
+                models[region] = load_artefact(path)
         return cls(models)
 
     @property
@@ -89,10 +90,15 @@ class Scorer:
 
     def parse(self, body: bytes | str) -> tuple[list[Any], bool]:
         """(requests, is_batch) from a request body, or ScoringError."""
+        problem = bounds.body_problem(body.encode() if isinstance(body, str) else bytes(body))
+        if problem is not None:
+            raise ScoringError(problem[1], status=problem[0])
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ScoringError(f"malformed JSON: {exc}") from exc
+        except RecursionError as exc:  # bounded above; kept in case the parser's limit is lower
+            raise ScoringError("JSON nested too deeply") from exc
         if not isinstance(payload, dict):
             raise ScoringError('the body must be a JSON object: one request, or {"requests": [...]}')
         if "requests" not in payload:
@@ -115,6 +121,9 @@ class Scorer:
                 raise ScoringError(f"{where}unknown region {region!r} (known: {', '.join(REGION_KEYS)})")
             if region not in self.models:
                 raise ScoringError(f"{where}no champion model is deployed for region '{region}'", status=503)
+            problem = bounds.request_problem(req, getattr(self.models[region], "as_of", None))
+            if problem is not None:
+                raise ScoringError(f"{where}{problem}")
             check = getattr(self.models[region], "_check", None)
             if check is not None:
                 try:
