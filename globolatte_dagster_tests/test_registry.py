@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import threading
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -117,6 +119,39 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path: Path):
         t.join()
     assert sorted(got, key=int) == [str(i) for i in range(1, 9)]
     assert store.versions("canada") == [str(i) for i in range(1, 9)]
+
+
+def _set_alias_slowly(root: str, alias: str, version: str, barrier) -> None:
+    """In a child process: set an alias with a wide gap between reading and writing aliases.json."""
+    read = R.LocalRegistryStore.aliases
+
+    def slow_read(self, region):
+        found = read(self, region)
+        time.sleep(0.3)
+        return found
+
+    R.LocalRegistryStore.aliases = slow_read
+    barrier.wait()
+    R.LocalRegistryStore(root).set_alias("america", alias, version)
+
+
+def test_concurrent_alias_writes_from_several_processes_lose_no_update(tmp_path: Path):
+    store = R.LocalRegistryStore(tmp_path)
+    for name in "abc":
+        store.register("america", Stub(name), metrics(0.6), {})  # challenger -> 3
+    ctx = multiprocessing.get_context("fork")
+    writes = [("champion", "1"), ("challenger", "2")] * 2
+    barrier = ctx.Barrier(len(writes))
+    procs = [
+        ctx.Process(target=_set_alias_slowly, args=(str(tmp_path), alias, version, barrier))
+        for alias, version in writes
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * len(writes)
+    assert store.aliases("america") == {"champion": "1", "challenger": "2"}
 
 
 def test_alias_file_is_replaced_atomically(tmp_path: Path, monkeypatch):

@@ -23,6 +23,7 @@ import dagster as dg
 import joblib
 
 from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.lib.environment import with_environment
 from globolatte_dagster.lib.registry import (
     ALIASES,
     ARTEFACT,
@@ -150,7 +151,11 @@ class AzureMLRegistryOps:
         name = model_name(region)
         version = self._next_version(name)
         model.model_version = model_version_id(region, version)
-        lineage = {**lineage, "version": version, "model_version": model.model_version}
+        lineage = {
+            **with_environment(lineage, model),
+            "version": version,
+            "model_version": model.model_version,
+        }
         with tempfile.TemporaryDirectory(dir=self.scratch) as tmp:
             folder = Path(tmp) / region
             folder.mkdir()
