@@ -33,7 +33,7 @@ from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: 
 from globolatte_dagster.lib.contract import REGION_KEYS  # noqa: E402
 from globolatte_dagster.lib.environment import load_artefact  # noqa: E402
 from globolatte_dagster.lib.registry import ARTEFACT, MANIFEST  # noqa: E402
-from globolatte_dagster.serving import bounds  # noqa: E402
+from globolatte_dagster.serving.bounds import body_problem, request_problem  # noqa: E402
 
 MAX_BATCH = 1000
 MODEL_DIR_ENV = "AZUREML_MODEL_DIR"
@@ -90,7 +90,7 @@ class Scorer:
 
     def parse(self, body: bytes | str) -> tuple[list[Any], bool]:
         """(requests, is_batch) from a request body, or ScoringError."""
-        problem = bounds.body_problem(body.encode() if isinstance(body, str) else bytes(body))
+        problem = body_problem(body.encode() if isinstance(body, str) else bytes(body))
         if problem is not None:
             raise ScoringError(problem[1], status=problem[0])
         try:
@@ -121,7 +121,7 @@ class Scorer:
                 raise ScoringError(f"{where}unknown region {region!r} (known: {', '.join(REGION_KEYS)})")
             if region not in self.models:
                 raise ScoringError(f"{where}no champion model is deployed for region '{region}'", status=503)
-            problem = bounds.request_problem(req, getattr(self.models[region], "as_of", None))
+            problem = request_problem(req, getattr(self.models[region], "as_of", None))
             if problem is not None:
                 raise ScoringError(f"{where}{problem}")
             check = getattr(self.models[region], "_check", None)
