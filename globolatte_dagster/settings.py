@@ -31,7 +31,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "GLOBOLATTE_HASH_KEY",
-        "key of the email hash in core/customers (generated under GLOBOLATTE_HOME when unset locally)",
+        "key of the email hash in core/customers; locally, when unset, generated once under GLOBOLATTE_HOME",
         secret=True,
         required_in_azure=True,
     ),
@@ -64,6 +64,13 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTING_NAMES: frozenset[str] = frozenset(s.name for s in SETTINGS)
+
+
+def is_set(name: str) -> bool:
+    """Whether the setting `name` has a non-empty value; the value itself is not returned."""
+    if name not in SETTING_NAMES:
+        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    return bool(os.environ.get(name))
 
 
 def env() -> str:
