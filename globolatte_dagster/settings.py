@@ -61,6 +61,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AZURE_RESOURCE_GROUP", "resource group of the Azure ML workspace", required_in_azure=True),
     Setting("AZUREML_WORKSPACE_NAME", "Azure ML workspace", required_in_azure=True),
     Setting("AZUREML_ENDPOINT_NAME", "managed online endpoint name (default globolatte-scoring)"),
+    Setting(
+        "AZUREML_ENDPOINT_AUTH_MODE",
+        "how clients authenticate to the endpoint: `key` (default) or `aad_token` (Microsoft Entra token)",
+    ),
 )
 
 SETTING_NAMES: frozenset[str] = frozenset(s.name for s in SETTINGS)
@@ -71,6 +75,16 @@ def is_set(name: str) -> bool:
     if name not in SETTING_NAMES:
         raise KeyError(f"{name} is not a setting of settings.SETTINGS")
     return bool(os.environ.get(name))
+
+
+def value(name: str, default: str | None = None) -> str | None:
+    """The value of a non-secret setting (secrets are read only as `dg.EnvVar`s), or `default`."""
+    setting = next((s for s in SETTINGS if s.name == name), None)
+    if setting is None:
+        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    if setting.secret:
+        raise ValueError(f"{name} is a secret: read it with dg.EnvVar, not settings.value")
+    return os.environ.get(name, "").strip() or default
 
 
 def env() -> str:

@@ -112,6 +112,46 @@ def test_record_decision_tags_the_version(client, case, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- endpoint
+@pytest.mark.parametrize("auth_mode", ["key", "aad_token"])
+def test_the_endpoint_is_created_with_the_chosen_auth_mode(client, case, tmp_path, auth_mode):
+    bundle = champions(client, case, tmp_path)
+    result = E.AzureMLDeployer(client, NAME, log=lambda _m: None, auth_mode=auth_mode).deploy(bundle)
+    endpoint = client.online_endpoints.store[NAME]
+    assert isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.auth_mode == auth_mode
+    assert result["auth_mode"] == auth_mode and result["colour"] == "blue"
+    assert client.ops("online_endpoints.invoke") == [("online_endpoints.invoke", "blue")]
+
+
+def test_an_existing_key_endpoint_is_switched_to_entra_tokens_before_the_new_colour(client, case, tmp_path):
+    E.AzureMLDeployer(client, NAME, log=lambda _m: None).deploy(champions(client, case, tmp_path, "one"))
+    assert client.online_endpoints.store[NAME].auth_mode == "key"
+    bundle = champions(client, case, tmp_path, "two")
+    client.calls.clear()
+    E.AzureMLDeployer(client, NAME, log=lambda _m: None, auth_mode="aad_token").deploy(bundle)
+    assert client.ops()[:3] == [
+        ("online_endpoints.get", NAME),
+        ("online_endpoints.begin_create_or_update", NAME, {"blue": 100}),  # the auth mode, traffic unchanged
+        ("online_deployments.begin_create_or_update", "green"),
+    ]
+    assert client.online_endpoints.store[NAME].auth_mode == "aad_token"
+    assert client.online_endpoints.store[NAME].traffic == {"blue": 0, "green": 100}
+
+
+def test_an_unknown_auth_mode_is_refused():
+    with pytest.raises(ValueError, match="key, aad_token"):
+        E.AzureMLDeployer(RecordedMLClient(), NAME, auth_mode="aml_token")
+    with pytest.raises(ValueError, match="key, aad_token"):
+        E.endpoint_entity(NAME, "none")
+
+
+def test_the_auth_mode_setting_reaches_the_endpoint_resource(monkeypatch, tmp_path):
+    monkeypatch.setenv("GLOBOLATTE_HOME", str(tmp_path))
+    monkeypatch.setenv("AZUREML_ENDPOINT_AUTH_MODE", "aad_token")
+    assert azure_registry_resources()["endpoint"].auth_mode == "aad_token"
+    monkeypatch.delenv("AZUREML_ENDPOINT_AUTH_MODE")
+    assert azure_registry_resources()["endpoint"].auth_mode == "key"
+
+
 def test_first_deployment_creates_the_endpoint_then_blue_takes_all_traffic(client, case, tmp_path):
     bundle = champions(client, case, tmp_path)
     client.calls.clear()
@@ -300,9 +340,8 @@ def test_the_same_assets_register_and_deploy_through_azure_resources(client, cas
 def test_the_azureml_yaml_loads_with_the_sdk_and_matches_what_the_asset_builds():
     endpoint = load_online_endpoint(ROOT / "deploy" / "azureml" / "endpoint.yml")
     deployment = load_online_deployment(ROOT / "deploy" / "azureml" / "deployment.yml")
-    assert (
-        isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.name == NAME and endpoint.auth_mode == "key"
-    )
+    assert isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.name == NAME
+    assert endpoint.auth_mode == "aad_token"  # Microsoft Entra tokens in production (deploy/README.md)
     assert isinstance(deployment, ManagedOnlineDeployment)
     assert deployment.name in ("blue", "green") and deployment.endpoint_name == NAME
     assert deployment.model == "globolatte-champions:1"  # the loader drops the azureml: prefix
@@ -319,7 +358,7 @@ def test_the_azureml_yaml_loads_with_the_sdk_and_matches_what_the_asset_builds()
     )
     conda = yaml.safe_load((ROOT / "deploy" / "azureml" / "conda.yml").read_text())
     assert conda == E.SERVING_CONDA
-    built_endpoint = E.endpoint_entity(NAME)
+    built_endpoint = E.endpoint_entity(NAME, endpoint.auth_mode)
     assert (built_endpoint.auth_mode, built_endpoint.public_network_access) == (
         endpoint.auth_mode,
         endpoint.public_network_access,

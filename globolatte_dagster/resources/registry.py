@@ -318,8 +318,6 @@ class AzureMLModelRegistry(ModelRegistry):
 
 def azure_registry_resources() -> dict:
     """`registry` and `endpoint` for GLOBOLATTE_ENV=azure (merged into resources/azure.py)."""
-    import os
-
     from globolatte_dagster import settings
     from globolatte_dagster.resources.endpoint import DEFAULT_ENDPOINT_NAME, AzureMLScoringEndpoint
 
@@ -332,6 +330,8 @@ def azure_registry_resources() -> dict:
     return {
         "registry": AzureMLModelRegistry(**workspace, scratch_dir=scratch),
         "endpoint": AzureMLScoringEndpoint(
-            **workspace, endpoint_name=os.environ.get("AZUREML_ENDPOINT_NAME") or DEFAULT_ENDPOINT_NAME
+            **workspace,
+            endpoint_name=settings.value("AZUREML_ENDPOINT_NAME", DEFAULT_ENDPOINT_NAME),
+            auth_mode=settings.value("AZUREML_ENDPOINT_AUTH_MODE", "key"),
         ),
     }
