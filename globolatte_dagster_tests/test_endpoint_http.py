@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -336,3 +338,30 @@ def test_two_fronts_on_one_home_do_not_stop_each_others_model_servers(endpoint, 
             if proc.poll() is None:
                 proc.kill()
     assert wait_until_no_servers(home) == []
+
+
+def test_the_deployment_step_of_globolatte_run_leaves_no_model_server(endpoint, tmp_path: Path):
+    """`globolatte run` deploys through the serving/scoring_endpoint asset in its own process: the
+    process listing shows no model server once that process has exited (none before either)."""
+    home = tmp_path / "home"
+    seed_home(home, endpoint["store"])
+    assert servers_under(home) == []
+    code = (
+        "import dagster as dg\n"
+        "from globolatte_dagster.resources import local_resources\n"
+        "from globolatte_dagster.defs.serving.assets import scoring_endpoint\n"
+        "r = local_resources()\n"
+        "result = dg.materialize([scoring_endpoint], resources={k: r[k] for k in ('registry', 'endpoint')})\n"
+        "assert result.success\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "GLOBOLATTE_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    record = json.loads((home / "endpoint" / "endpoint.json").read_text())
+    assert record["model_versions"] == {r: f"globolatte-{r}:1" for r in REGION_KEYS}
+    assert servers_under(home) == []
