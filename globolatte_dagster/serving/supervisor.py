@@ -258,6 +258,7 @@ class Supervisor:
             "colour": current.colour if current else None,
             "model_versions": current.model_versions if current else None,
             "model_server_pid": current.pid if current else None,
+            "model_server_url": current.url if current else None,
             "restarts": self.events.restarts,
             "switches": self.events.switches,
             "last_recovery_seconds": self.events.last_recovery_seconds,
