@@ -185,6 +185,8 @@ class Load:
                     status, version = type(exc).__name__, repr(exc)
                 with self.lock:
                     self.outcomes.append((t0, status, version, time.monotonic() - t0))
+                if status == 503:
+                    time.sleep(0.25)  # as a client honouring Retry-After would, if a little sooner
 
     def count(self, status) -> int:
         with self.lock:

@@ -1,4 +1,4 @@
-"""The local front, `globolatte serve`: an ASGI app on uvicorn that forwards POST/GET /score with httpx.
+"""The local front, `globolatte serve`: an ASGI app on uvicorn that forwards POST/GET /score.
 
 The front is the only listener a user talks to (127.0.0.1:PORT). It forwards exactly two routes to the
 model server its `Supervisor` runs, at a URL built from a fixed host and port, never from the request:
@@ -20,7 +20,12 @@ Limits, each answered with a JSON `{"message": ...}` like the scoring contract's
 | more than `max_in_flight` requests at once | 503 with `Retry-After` |
 | the model server does not answer within `backend_timeout` | 504 |
 
-Chunked request bodies are read (h11 decodes them) and forwarded with a Content-Length. No Dagster here.
+Chunked request bodies are read (h11 decodes them) and forwarded with a Content-Length.
+
+The hop to the model server is one HTTP/1.1 exchange per request on a fresh connection (the inference
+server's gunicorn sync worker closes every connection), spoken with h11 over asyncio streams: httpx's
+async client took 7-20 ms per new connection here against about 1 ms for this (B4 method notes).
+No Dagster here.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import h11
-import httpx
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -56,6 +60,51 @@ class Limits:
     keep_alive: float = 5.0
     max_in_flight: int = 64
     max_header_bytes: int = 16 * 1024
+
+
+class BackendUnreachable(Exception):
+    """The model server refused the connection or closed it before a whole response."""
+
+
+async def exchange(host: str, port: int, method: str, body: bytes, timeout: float) -> tuple[int, bytes, str]:
+    """(status, body, content type) of one `method /score` to the model server, h11 over asyncio streams.
+    Raises BackendUnreachable, or TimeoutError after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError as exc:
+            raise BackendUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            conn = h11.Connection(h11.CLIENT)
+            headers = [
+                ("host", f"{host}:{port}"),
+                ("content-type", "application/json"),
+                ("content-length", str(len(body))),
+                ("connection", "close"),
+            ]
+            out = conn.send(h11.Request(method=method, target="/score", headers=headers))
+            out += conn.send(h11.Data(data=body)) if body else b""
+            writer.write(out + conn.send(h11.EndOfMessage()))
+            status, content_type, chunks = 502, "application/json", []
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(65536))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                    for name, value in event.headers:
+                        if name == b"content-type":
+                            content_type = value.decode("latin-1")
+                elif isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    return status, b"".join(chunks), content_type
+                else:  # the connection closed before the end of the response
+                    raise BackendUnreachable("the model server closed the connection mid-response")
+        except (OSError, h11.ProtocolError) as exc:
+            raise BackendUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            writer.close()
 
 
 class Problem(Exception):
@@ -171,7 +220,6 @@ class FrontApp:
         self.supervisor = supervisor
         self.limits = limits
         self.in_flight = 0
-        self._client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -202,14 +250,8 @@ class FrontApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._client = httpx.AsyncClient(
-                    timeout=httpx.Timeout(self.limits.backend_timeout, connect=2.0),
-                    limits=httpx.Limits(max_connections=self.limits.max_in_flight),
-                )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._client is not None:
-                    await self._client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -274,7 +316,6 @@ class FrontApp:
             ) from None
 
     async def _forward(self, method: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        assert self._client is not None, "the front's lifespan has not started"
         tried = None
         for _attempt in range(2):  # once more only if the live server changed meanwhile (a switch)
             backend = self.supervisor.current
@@ -282,26 +323,20 @@ class FrontApp:
                 break
             tried = backend
             try:
-                r = await self._client.request(
-                    method, f"{backend.url}/score", content=body, headers={"content-type": "application/json"}
+                status, payload, content_type = await exchange(
+                    HOST, backend.server.port, method, body, self.limits.backend_timeout
                 )
-            except httpx.TimeoutException:
+            except TimeoutError:
                 raise Problem(
                     504, f"the model server did not answer within {self.limits.backend_timeout:g}s"
                 ) from None
-            except httpx.TransportError:
+            except BackendUnreachable:
                 self.supervisor.nudge()
                 continue
-            content_type = r.headers.get("content-type", "application/json")
-            payload = r.content
-            if r.status_code >= 400 and not content_type.startswith("application/json"):
-                payload = json_bytes({"message": r.text[:500] or r.reason_phrase})
-                content_type = "application/json"
-            return (
-                r.status_code,
-                payload,
-                {"content-type": content_type, "x-globolatte-colour": backend.colour},
-            )
+            if status >= 400 and not content_type.startswith("application/json"):
+                text = payload[:500].decode("utf-8", errors="replace")
+                payload, content_type = json_bytes({"message": text or f"HTTP {status}"}), "application/json"
+            return status, payload, {"content-type": content_type, "x-globolatte-colour": backend.colour}
         self.supervisor.nudge()
         raise Problem(
             503,
