@@ -9,8 +9,11 @@ Models: `AZUREML_MODEL_DIR` holds the champions bundle (`<region>/model.joblib`,
 
 The scoring contract is DESIGN.md's: one request, or `{"requests": [...]}` with at most 1,000. Bad input
 gets a 400 with `{"message": ...}` (malformed JSON, unknown region, a missing or ill-typed field, k out of
-range, too large a batch); an unexpected exception becomes the server's 500. `GET /score` answers the
-served model versions (used as a readiness probe).
+range, too large a batch, and the request bounds of `serving/bounds.py`: JSON nested deeper than 8
+levels, a `customer_id` that is not 1-64 printable characters, a `date` more than two years from the
+model's last landed day; a body over 2 MiB gets a 413); an unexpected exception becomes the server's 500.
+`GET /score` answers the served model versions (used as a readiness probe). `init()` refuses a bundle
+whose models were pickled by another scikit-learn major.minor (`lib.environment`), naming both versions.
 """
 
 from __future__ import annotations

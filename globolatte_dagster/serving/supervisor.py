@@ -6,9 +6,10 @@ else stops them, and the front stops them when it exits. Its thread
 - follows the endpoint record (`endpoint.json`, written by `deployer.LocalDeployer`): when the recorded
   deployment changes it starts a server on the new folder, waits until it is ready, switches to it, lets
   the old one drain (`drain_seconds` of the record), then stops it;
-- probes the live server every `probe_interval` seconds (the process is alive, `GET /` answers within
-  `probe_timeout`); a dead server, or `failures_to_restart` failed probes in a row, gets restarted from
-  the recorded deployment folder. Meanwhile `current` is None and the front answers 503 with Retry-After.
+- checks every `probe_interval` seconds that the live server's process is alive, and every
+  `http_probe_every` checks that `GET /` answers within `probe_timeout`; a dead server, or
+  `failures_to_restart` failed HTTP probes in a row (a hung one), gets restarted from the recorded
+  deployment folder. Meanwhile `current` is None and the front answers 503 with Retry-After.
 
 A request that cannot reach the server calls `nudge()`, so the next probe runs at once. No Dagster here.
 """
@@ -91,6 +92,7 @@ class Supervisor:
         *,
         probe_interval: float = 1.0,
         probe_timeout: float = 1.0,
+        http_probe_every: int = 5,
         failures_to_restart: int = 2,
         ready_timeout: float = 90.0,
         log: Callable[[str], None] = print,
@@ -98,6 +100,8 @@ class Supervisor:
         self.watcher = RecordWatcher(Path(record_path))
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
+        self.http_probe_every = http_probe_every
+        self._ticks = 0
         self.failures_to_restart = failures_to_restart
         self.ready_timeout = ready_timeout
         self.log = log
@@ -105,6 +109,7 @@ class Supervisor:
         self.status = "starting"
         self.events = Events()
         self._failures = 0
+        self._nudged = False
         self._startup_seconds = 3.0
         self._retired: list[tuple[Backend, float]] = []
         self._wake = threading.Event()
@@ -131,6 +136,7 @@ class Supervisor:
 
     def nudge(self) -> None:
         """A request could not reach the server: probe now rather than at the next interval."""
+        self._nudged = True
         self._wake.set()
 
     def retry_after(self) -> int:
@@ -161,6 +167,7 @@ class Supervisor:
             except Exception as exc:  # keep supervising whatever went wrong in one tick
                 self.events.last_error = f"{type(exc).__name__}: {exc}"
                 self.log(f"supervisor: {self.events.last_error}")
+            self._nudged = False
             self._wake.wait(self.probe_interval)
             self._wake.clear()
 
@@ -174,12 +181,18 @@ class Supervisor:
         current = self.current
         if current is None or current.deployment_dir != record["deployment_dir"]:
             self._switch(record)
-        elif current.server.exited() or not self._probe(current):
-            self._failures += 1
-            if current.server.exited() or self._failures >= self.failures_to_restart:
-                self._restart(record, current)
+        elif current.server.exited():
+            self._restart(record, current)
         else:
-            self._failures = 0
+            self._ticks += 1
+            if self._ticks % self.http_probe_every and not self._failures and not self._nudged:
+                return
+            if self._probe(current):
+                self._failures = 0
+            else:
+                self._failures += 1
+                if self._failures >= self.failures_to_restart:
+                    self._restart(record, current)
 
     def _probe(self, backend: Backend) -> bool:
         try:
