@@ -22,10 +22,8 @@ Limits, each answered with a JSON `{"message": ...}` like the scoring contract's
 
 Chunked request bodies are read (h11 decodes them) and forwarded with a Content-Length.
 
-The hop to the model server is one HTTP/1.1 exchange per request on a fresh connection (the inference
-server's gunicorn sync worker closes every connection), spoken with h11 over asyncio streams: httpx's
-async client took 7-20 ms per new connection here against about 1 ms for this (B4 method notes).
-No Dagster here.
+The HTTP protocol (header timeout, JSON 400s) is `http_protocol.FrontProtocol`; the hop to the model
+server is `backend_client.exchange`. No Dagster here.
 """
 
 from __future__ import annotations
@@ -39,15 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from globolatte_dagster.serving.backend_client import BackendUnreachable, exchange
 from globolatte_dagster.serving.bounds import MAX_BODY_BYTES
+from globolatte_dagster.serving.http_protocol import protocol_class
 from globolatte_dagster.serving.model_server import HOST
 from globolatte_dagster.serving.supervisor import Supervisor
 
-JSON = b"application/json"
 SCORE_METHODS = ("GET", "POST")
 
 
@@ -62,51 +59,6 @@ class Limits:
     max_header_bytes: int = 16 * 1024
 
 
-class BackendUnreachable(Exception):
-    """The model server refused the connection or closed it before a whole response."""
-
-
-async def exchange(host: str, port: int, method: str, body: bytes, timeout: float) -> tuple[int, bytes, str]:
-    """(status, body, content type) of one `method /score` to the model server, h11 over asyncio streams.
-    Raises BackendUnreachable, or TimeoutError after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        try:
-            reader, writer = await asyncio.open_connection(host, port)
-        except OSError as exc:
-            raise BackendUnreachable(f"{type(exc).__name__}: {exc}") from exc
-        try:
-            conn = h11.Connection(h11.CLIENT)
-            headers = [
-                ("host", f"{host}:{port}"),
-                ("content-type", "application/json"),
-                ("content-length", str(len(body))),
-                ("connection", "close"),
-            ]
-            out = conn.send(h11.Request(method=method, target="/score", headers=headers))
-            out += conn.send(h11.Data(data=body)) if body else b""
-            writer.write(out + conn.send(h11.EndOfMessage()))
-            status, content_type, chunks = 502, "application/json", []
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await reader.read(65536))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                    for name, value in event.headers:
-                        if name == b"content-type":
-                            content_type = value.decode("latin-1")
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    return status, b"".join(chunks), content_type
-                else:  # the connection closed before the end of the response
-                    raise BackendUnreachable("the model server closed the connection mid-response")
-        except (OSError, h11.ProtocolError) as exc:
-            raise BackendUnreachable(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            writer.close()
-
-
 class Problem(Exception):
     """An HTTP error answered as JSON."""
 
@@ -118,98 +70,6 @@ class Problem(Exception):
 
 def json_bytes(payload: Any) -> bytes:
     return json.dumps(payload).encode()
-
-
-def raw_response(status: int, reason: str, message: str) -> bytes:
-    """A whole HTTP/1.1 error response that closes the connection (used outside a request cycle)."""
-    body = json_bytes({"message": message})
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
-
-
-# ------------------------------------------------------------------------------------- HTTP protocol
-class _Connection(h11.Connection):
-    """h11's connection, remembering why a request was malformed (for the JSON 400)."""
-
-    last_error: h11.RemoteProtocolError | None = None
-
-    def next_event(self) -> Any:
-        try:
-            return super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.last_error = exc
-            raise
-
-
-class FrontProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a header-read timeout and JSON answers to malformed requests."""
-
-    header_timeout: float = 10.0
-    max_header_bytes: int = 16 * 1024
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.conn = _Connection(h11.SERVER, self.max_header_bytes)
-        self._header_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_header_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.transport.is_closing():
-            self._cancel_header_timer()
-        elif self.conn.their_state is h11.IDLE:  # (part of) the next request's head is still to come
-            self._arm_header_timer()
-        else:
-            self._cancel_header_timer()
-
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout, self._header_timeout)
-
-    def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _header_timeout(self) -> None:
-        self._header_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            return
-        if self.cycle is not None and not self.cycle.response_complete:
-            return  # a response is on its way (pipelining); the keep-alive timer takes over after it
-        self.transport.write(
-            raw_response(
-                408, "Request Timeout", f"request headers not received within {self.header_timeout:g}s"
-            )
-        )
-        self.transport.close()
-
-    def send_400_response(self, msg: str) -> None:
-        error = self.conn.last_error
-        status = error.error_status_hint if error is not None else 400
-        detail = str(error) if error is not None and str(error) else msg
-        reason = {431: "Request Header Fields Too Large", 501: "Not Implemented"}.get(status, "Bad Request")
-        self._cancel_header_timer()
-        self.transport.write(raw_response(status, reason, f"malformed HTTP request: {detail}"))
-        self.transport.close()
-
-
-def protocol_class(limits: Limits) -> type[FrontProtocol]:
-    return type(
-        "ConfiguredFrontProtocol",
-        (FrontProtocol,),
-        {"header_timeout": limits.header_timeout, "max_header_bytes": limits.max_header_bytes},
-    )
 
 
 # ------------------------------------------------------------------------------------------ ASGI app
@@ -367,7 +227,7 @@ class Front:
             self.app,
             host=HOST,
             port=port,
-            http=protocol_class(limits),
+            http=protocol_class(limits.header_timeout, limits.max_header_bytes),
             lifespan="on",
             log_level="info" if verbose else "warning",
             access_log=verbose,

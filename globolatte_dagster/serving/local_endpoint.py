@@ -7,7 +7,8 @@ Split by role:
 - `deployer`: `LocalDeployer`, the blue/green deployment (prepare a folder, smoke-test it on its own
   server, stop that server, switch the record `endpoint.json`);
 - `supervisor`: the model servers of one front (follow the record, probe, restart a dead one);
-- `front`: `globolatte serve`, the ASGI front on uvicorn with its limits.
+- `front`: `globolatte serve`, the ASGI front on uvicorn with its limits; `http_protocol` (its HTTP/1.1
+  protocol: header timeout, JSON 400s) and `backend_client` (its hop to the model server).
 
 Who starts and stops each server is in the README ("Who starts and stops each server"). This module
 only re-exports the names other code uses. No Dagster here.
