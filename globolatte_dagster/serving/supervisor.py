@@ -111,6 +111,7 @@ class Supervisor:
         self._failures = 0
         self._nudged = False
         self._startup_seconds = 3.0
+        self._starting_since: float | None = None
         self._retired: list[tuple[Backend, float]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -140,8 +141,10 @@ class Supervisor:
         self._wake.set()
 
     def retry_after(self) -> int:
-        """Seconds a client should wait before retrying while no server is ready (a server's start-up)."""
-        return max(1, round(self._startup_seconds))
+        """Seconds a client should wait before retrying while no server is ready: what is left of a
+        start-up as long as the last one (at least 1)."""
+        elapsed = time.monotonic() - self._starting_since if self._starting_since else 0.0
+        return max(1, round(self._startup_seconds - elapsed))
 
     def close(self) -> None:
         """Stop the thread, then every server this supervisor started."""
@@ -201,13 +204,15 @@ class Supervisor:
             return False
 
     def _start(self, record: dict[str, Any]) -> Backend:
-        t0 = time.monotonic()
+        t0 = self._starting_since = time.monotonic()
         server = ModelServer.start(record["deployment_dir"], workers=int(record.get("workers") or 1))
         try:
             served = server.wait_ready(self.ready_timeout)
         except BaseException:
             server.stop(timeout=5)
             raise
+        finally:
+            self._starting_since = None
         self._startup_seconds = time.monotonic() - t0
         return Backend(
             server, str(record.get("colour")), record["deployment_dir"], served.get("model_versions") or {}
