@@ -25,6 +25,7 @@ from globolatte_dagster.lib.registry import LocalRegistryStore
 from globolatte_dagster.serving.deployer import DeploymentFailed, LocalDeployer
 from globolatte_dagster.serving.front import Front, Limits
 from globolatte_dagster.serving.model_server import free_port, pid_alive
+from globolatte_dagster.serving.supervisor import Supervisor
 from globolatte_dagster_tests.endpoint_fixtures import (
     FIELDS,
     GOOD,
@@ -367,3 +368,30 @@ def test_the_deployment_step_of_globolatte_run_leaves_no_model_server(endpoint, 
     record = json.loads((home / "endpoint" / "endpoint.json").read_text())
     assert record["model_versions"] == {r: f"globolatte-{r}:1" for r in REGION_KEYS}
     assert servers_under(home) == []
+
+
+def test_a_hung_model_server_is_replaced_but_a_busy_one_is_not(endpoint):
+    """SIGSTOP freezes a model server (it neither answers nor exits): after failed checks it is replaced.
+    Answers the front got meanwhile count as life, so a server slow to answer the probe is left alone."""
+    supervisor = Supervisor(
+        endpoint["deployer"].record_path,
+        probe_interval=0.2,
+        probe_timeout=0.5,
+        http_probe_every=1,
+        failures_to_restart=2,
+        log=lambda _m: None,
+    ).start()
+    try:
+        busy = supervisor.wait_ready(90)
+        os.killpg(busy.pid, signal.SIGSTOP)
+        for _ in range(15):  # 3 s of checks that would fail, had the front not had answers
+            supervisor.mark_alive()
+            time.sleep(0.2)
+        assert supervisor.current is busy and supervisor.events.restarts == 0
+        deadline = time.monotonic() + 120  # a liveness bound, not a speed goal
+        while (supervisor.current in (None, busy)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert supervisor.current is not None and supervisor.current is not busy
+        assert supervisor.events.restarts == 1 and not pid_alive(busy.pid)
+    finally:
+        supervisor.close()

@@ -193,6 +193,7 @@ class FrontApp:
             except BackendUnreachable:
                 self.supervisor.nudge()
                 continue
+            self.supervisor.mark_alive()
             if status >= 400 and not content_type.startswith("application/json"):
                 text = payload[:500].decode("utf-8", errors="replace")
                 payload, content_type = json_bytes({"message": text or f"HTTP {status}"}), "application/json"

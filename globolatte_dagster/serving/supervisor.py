@@ -7,9 +7,12 @@ else stops them, and the front stops them when it exits. Its thread
   deployment changes it starts a server on the new folder, waits until it is ready, switches to it, lets
   the old one drain (`drain_seconds` of the record), then stops it;
 - checks every `probe_interval` seconds that the live server's process is alive, and every
-  `http_probe_every` checks that `GET /` answers within `probe_timeout`; a dead server, or
-  `failures_to_restart` failed HTTP probes in a row (a hung one), gets restarted from the recorded
-  deployment folder. Meanwhile `current` is None and the front answers 503 with Retry-After.
+  `http_probe_every` checks that it answers: a request the front got an answer to since the last check
+  counts (`mark_alive`), else `GET /` must answer within `probe_timeout`. A dead server, or one that
+  failed `failures_to_restart` such checks in a row (hung), gets restarted from the recorded deployment
+  folder. Meanwhile `current` is None and the front answers 503 with Retry-After. (The server has one
+  sync worker: under load a probe waits behind the queued requests, so answers to requests count as
+  life, and a slow probe alone never restarts a busy server.)
 
 A request that cannot reach the server calls `nudge()`, so the next probe runs at once. No Dagster here.
 """
@@ -91,9 +94,9 @@ class Supervisor:
         record_path: str | Path,
         *,
         probe_interval: float = 1.0,
-        probe_timeout: float = 1.0,
+        probe_timeout: float = 5.0,
         http_probe_every: int = 5,
-        failures_to_restart: int = 2,
+        failures_to_restart: int = 3,
         ready_timeout: float = 90.0,
         log: Callable[[str], None] = print,
     ) -> None:
@@ -110,6 +113,7 @@ class Supervisor:
         self.events = Events()
         self._failures = 0
         self._nudged = False
+        self._alive_at = 0.0  # the last answer the front got from the live server (time.monotonic)
         self._startup_seconds = 3.0
         self._starting_since: float | None = None
         self._retired: list[tuple[Backend, float]] = []
@@ -134,6 +138,10 @@ class Supervisor:
                 break
             time.sleep(0.05)
         raise ServerFailed(f"no model server became ready: {self.status} {self.events.last_error or ''}")
+
+    def mark_alive(self) -> None:
+        """The front got an answer from the live server: it is not hung."""
+        self._alive_at = time.monotonic()
 
     def nudge(self) -> None:
         """A request could not reach the server: probe now rather than at the next interval."""
@@ -190,7 +198,12 @@ class Supervisor:
             self._ticks += 1
             if self._ticks % self.http_probe_every and not self._failures and not self._nudged:
                 return
-            if self._probe(current):
+            checked_at = time.monotonic()
+            if (
+                self._alive_at >= checked_at - self.probe_interval * self.http_probe_every
+                or self._probe(current)
+                or self._alive_at >= checked_at
+            ):
                 self._failures = 0
             else:
                 self._failures += 1
