@@ -36,7 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "GLOBOLATTE_HASH_KEY",
-        "key of the email hash in core/customers (generated under GLOBOLATTE_HOME when unset locally)",
+        "key of the email hash in core/customers; locally, when unset, generated once under GLOBOLATTE_HOME",
         secret=True,
         required_in_azure=True,
     ),
@@ -66,9 +66,30 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AZURE_RESOURCE_GROUP", "resource group of the Azure ML workspace", required_in_azure=True),
     Setting("AZUREML_WORKSPACE_NAME", "Azure ML workspace", required_in_azure=True),
     Setting("AZUREML_ENDPOINT_NAME", "managed online endpoint name (default globolatte-scoring)"),
+    Setting(
+        "AZUREML_ENDPOINT_AUTH_MODE",
+        "how clients authenticate to the endpoint: `key` (default) or `aad_token` (Microsoft Entra token)",
+    ),
 )
 
 SETTING_NAMES: frozenset[str] = frozenset(s.name for s in SETTINGS)
+
+
+def is_set(name: str) -> bool:
+    """Whether the setting `name` has a non-empty value; the value itself is not returned."""
+    if name not in SETTING_NAMES:
+        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    return bool(os.environ.get(name))
+
+
+def value(name: str, default: str | None = None) -> str | None:
+    """The value of a non-secret setting (secrets are read only as `dg.EnvVar`s), or `default`."""
+    setting = next((s for s in SETTINGS if s.name == name), None)
+    if setting is None:
+        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    if setting.secret:
+        raise ValueError(f"{name} is a secret: read it with dg.EnvVar, not settings.value")
+    return os.environ.get(name, "").strip() or default
 
 
 def env() -> str:

@@ -4,7 +4,9 @@ It takes and returns the SDK's real entity classes (`Model`, `ManagedOnlineEndpo
 `ManagedOnlineDeployment`), records every operation in `calls` as `(operation, name, detail)`, and raises
 the SDK's own `ResourceNotFoundError` / `HttpResponseError` where the service would. `invoke` answers with
 the real scoring script: `score.Scorer` over the model bundle the deployment names. Failures are injected
-with `fail["<operation>:<name>"] = exception` (or `fail["<operation>"]`).
+with `fail["<operation>:<name>"] = exception` (or `fail["<operation>"]`); `delays["models.get"] = s`
+makes a read take `s` seconds (to widen read-modify-write races); `datastores.get_default()` names the
+workspace's default blob datastore, as the service does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import copy
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +72,9 @@ class _Models(_Ops):
         self._record("get", name, str(version))
         if (name, str(version)) not in self.store:
             raise ResourceNotFoundError(f"model {name}:{version} not found")
-        return copy.deepcopy(self.store[(name, str(version))])
+        found = copy.deepcopy(self.store[(name, str(version))])
+        time.sleep(self.client.delays.get("models.get", 0.0))
+        return found
 
     def list(self, name: str | None = None, **_: Any) -> list[Any]:
         self._record("list", str(name))
@@ -170,18 +175,35 @@ class _Deployments(_Ops):
         return [copy.deepcopy(d) for (e, _n), d in self.store.items() if e == endpoint_name]
 
 
+class _Datastores(_Ops):
+    def __init__(self, client: RecordedMLClient) -> None:
+        super().__init__(client, "datastores")
+
+    def get_default(self, **_: Any) -> Any:
+        from azure.ai.ml.entities import AzureBlobDatastore
+
+        self._record("get_default", "workspaceblobstore")
+        return AzureBlobDatastore(
+            name="workspaceblobstore",
+            account_name="stglobolatteml",
+            container_name="azureml-blobstore-00000000-0000-0000-0000-000000000000",
+        )
+
+
 class RecordedMLClient:
     """Stands in for `azure.ai.ml.MLClient` in the tests (see the module docstring)."""
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root or tempfile.mkdtemp(prefix="recorded-mlclient-"))
         self.calls: list[tuple] = []
+        self.delays: dict[str, float] = {}
         self.fail: dict[str, Exception] = {}
         self.answers: dict[str, str] = {}  # deployment name -> raw invoke answer (to simulate a wrong one)
         self.deployment_state = "Succeeded"
         self.models = _Models(self)
         self.online_endpoints = _Endpoints(self)
         self.online_deployments = _Deployments(self)
+        self.datastores = _Datastores(self)
 
     def ops(self, prefix: str = "online_") -> list[tuple]:
         """The recorded calls whose operation starts with `prefix`."""

@@ -7,6 +7,8 @@ sequence of operations (happy path and every rollback), and the entities it buil
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -15,11 +17,14 @@ import yaml
 from azure.ai.ml import load_online_deployment, load_online_endpoint
 from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
 from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobServiceClient
 
 from globolatte_dagster.defs.ml.registry import registered_model
 from globolatte_dagster.defs.serving.assets import scoring_endpoint
 from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.lib.registry import ALIASES
 from globolatte_dagster.resources import endpoint as E
+from globolatte_dagster.resources.alias_lock import BlobLeaseLock
 from globolatte_dagster.resources.registry import (
     AzureMLModelRegistry,
     AzureMLRegistryOps,
@@ -101,6 +106,80 @@ def test_champion_bundle_is_registered_as_one_model_of_every_regions_champion(cl
     assert sorted(p.name for p in bundle.path.iterdir()) == ["america", "canada", "champions.json", "mexico"]
 
 
+def _lease_lock(azurite, container: str) -> BlobLeaseLock:
+    """A lock in Azurite, each caller with its own client (as separate processes would be)."""
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    return BlobLeaseLock(service.get_container_client(container), lease_seconds=15, poll_seconds=0.05)
+
+
+def test_concurrent_alias_moves_under_the_lease_lose_no_tag(
+    client, case, tmp_path, azurite, azurite_container
+):
+    """Two runs move two aliases onto one version at once; each reads the version's tags, then writes them.
+    Under the lease both tags survive (without it, the second write drops the first tag)."""
+    plain = AzureMLRegistryOps(client, tmp_path)
+    for _ in range(3):
+        plain.register("canada", case.fresh()["canada"], case.models["canada"].metrics, {})
+    client.delays["models.get"] = 0.3
+    runs = [AzureMLRegistryOps(client, tmp_path, _lease_lock(azurite, azurite_container)) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def move(ops, alias):
+        barrier.wait()
+        try:
+            ops.set_alias("canada", alias, "2")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=(ops, a)) for ops, a in zip(runs, ALIASES, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    tags = client.models.store[("globolatte-canada", "2")].tags
+    assert tags.get("champion") == "true" and tags.get("challenger") == "true"
+    assert plain.get_alias("canada", "challenger") == "2" and plain.get_alias("canada", "champion") == "2"
+
+
+def test_a_writer_waits_for_a_lease_held_elsewhere(client, case, tmp_path, azurite, azurite_container):
+    ops = AzureMLRegistryOps(client, tmp_path, _lease_lock(azurite, azurite_container))
+    ops.register("mexico", case.fresh()["mexico"], case.models["mexico"].metrics, {})
+    order: list[str] = []
+    held, writer_started = threading.Event(), threading.Event()
+
+    def other_run():
+        with _lease_lock(azurite, azurite_container).hold("globolatte-mexico"):
+            held.set()
+            writer_started.wait(10)
+            time.sleep(0.5)
+            order.append("other run released the lock")
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    held.wait(10)
+    writer_started.set()
+    ops.set_alias("mexico", "champion", "1")
+    order.append("alias moved")
+    holder.join()
+    assert order == ["other run released the lock", "alias moved"]
+    assert ops.get_alias("mexico", "champion") == "1"
+
+
+def test_the_registry_resource_locks_in_the_workspace_default_datastore(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(AzureMLModelRegistry, "ml_client", lambda self: client)
+    registry = AzureMLModelRegistry(
+        subscription_id="s", resource_group="g", workspace_name="w", scratch_dir=str(tmp_path)
+    )
+    lock = registry.ops.lock
+    assert isinstance(lock, BlobLeaseLock)
+    assert lock.container.url == (
+        "https://stglobolatteml.blob.core.windows.net/azureml-blobstore-00000000-0000-0000-0000-000000000000"
+    )
+    assert client.calls[-1] == ("datastores.get_default", "workspaceblobstore")
+
+
 def test_record_decision_tags_the_version(client, case, tmp_path):
     ops = AzureMLRegistryOps(client, tmp_path)
     model = case.fresh()["mexico"]
@@ -111,6 +190,46 @@ def test_record_decision_tags_the_version(client, case, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- endpoint
+@pytest.mark.parametrize("auth_mode", ["key", "aad_token"])
+def test_the_endpoint_is_created_with_the_chosen_auth_mode(client, case, tmp_path, auth_mode):
+    bundle = champions(client, case, tmp_path)
+    result = E.AzureMLDeployer(client, NAME, log=lambda _m: None, auth_mode=auth_mode).deploy(bundle)
+    endpoint = client.online_endpoints.store[NAME]
+    assert isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.auth_mode == auth_mode
+    assert result["auth_mode"] == auth_mode and result["colour"] == "blue"
+    assert client.ops("online_endpoints.invoke") == [("online_endpoints.invoke", "blue")]
+
+
+def test_an_existing_key_endpoint_is_switched_to_entra_tokens_before_the_new_colour(client, case, tmp_path):
+    E.AzureMLDeployer(client, NAME, log=lambda _m: None).deploy(champions(client, case, tmp_path, "one"))
+    assert client.online_endpoints.store[NAME].auth_mode == "key"
+    bundle = champions(client, case, tmp_path, "two")
+    client.calls.clear()
+    E.AzureMLDeployer(client, NAME, log=lambda _m: None, auth_mode="aad_token").deploy(bundle)
+    assert client.ops()[:3] == [
+        ("online_endpoints.get", NAME),
+        ("online_endpoints.begin_create_or_update", NAME, {"blue": 100}),  # the auth mode, traffic unchanged
+        ("online_deployments.begin_create_or_update", "green"),
+    ]
+    assert client.online_endpoints.store[NAME].auth_mode == "aad_token"
+    assert client.online_endpoints.store[NAME].traffic == {"blue": 0, "green": 100}
+
+
+def test_an_unknown_auth_mode_is_refused():
+    with pytest.raises(ValueError, match="key, aad_token"):
+        E.AzureMLDeployer(RecordedMLClient(), NAME, auth_mode="aml_token")
+    with pytest.raises(ValueError, match="key, aad_token"):
+        E.endpoint_entity(NAME, "none")
+
+
+def test_the_auth_mode_setting_reaches_the_endpoint_resource(monkeypatch, tmp_path):
+    monkeypatch.setenv("GLOBOLATTE_HOME", str(tmp_path))
+    monkeypatch.setenv("AZUREML_ENDPOINT_AUTH_MODE", "aad_token")
+    assert azure_registry_resources()["endpoint"].auth_mode == "aad_token"
+    monkeypatch.delenv("AZUREML_ENDPOINT_AUTH_MODE")
+    assert azure_registry_resources()["endpoint"].auth_mode == "key"
+
+
 def test_first_deployment_creates_the_endpoint_then_blue_takes_all_traffic(client, case, tmp_path):
     bundle = champions(client, case, tmp_path)
     client.calls.clear()
@@ -246,9 +365,14 @@ def test_a_failure_of_the_last_traffic_step_also_rolls_back(client, case, tmp_pa
 
 
 # ------------------------------------------------------------------------ the assets with Azure resources
-def test_the_same_assets_register_and_deploy_through_azure_resources(client, case, tmp_path, monkeypatch):
+def test_the_same_assets_register_and_deploy_through_azure_resources(
+    client, case, tmp_path, monkeypatch, azurite, azurite_container
+):
     """GLOBOLATTE_ENV=azure swaps only the resources: the gate and the deployment go through azure-ai-ml."""
     monkeypatch.setattr(AzureMLModelRegistry, "ml_client", lambda self: client)
+    monkeypatch.setattr(
+        AzureMLModelRegistry, "alias_lock", lambda self, ml: _lease_lock(azurite, azurite_container)
+    )
     monkeypatch.setattr(E.AzureMLScoringEndpoint, "ml_client", lambda self: client)
     monkeypatch.setenv("GLOBOLATTE_HOME", str(tmp_path / "home"))
     for name in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME"):
@@ -299,9 +423,8 @@ def test_the_same_assets_register_and_deploy_through_azure_resources(client, cas
 def test_the_azureml_yaml_loads_with_the_sdk_and_matches_what_the_asset_builds():
     endpoint = load_online_endpoint(ROOT / "deploy" / "azureml" / "endpoint.yml")
     deployment = load_online_deployment(ROOT / "deploy" / "azureml" / "deployment.yml")
-    assert (
-        isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.name == NAME and endpoint.auth_mode == "key"
-    )
+    assert isinstance(endpoint, ManagedOnlineEndpoint) and endpoint.name == NAME
+    assert endpoint.auth_mode == "aad_token"  # Microsoft Entra tokens in production (deploy/README.md)
     assert isinstance(deployment, ManagedOnlineDeployment)
     assert deployment.name in ("blue", "green") and deployment.endpoint_name == NAME
     assert deployment.model == "globolatte-champions:1"  # the loader drops the azureml: prefix
@@ -318,7 +441,7 @@ def test_the_azureml_yaml_loads_with_the_sdk_and_matches_what_the_asset_builds()
     )
     conda = yaml.safe_load((ROOT / "deploy" / "azureml" / "conda.yml").read_text())
     assert conda == E.SERVING_CONDA
-    built_endpoint = E.endpoint_entity(NAME)
+    built_endpoint = E.endpoint_entity(NAME, endpoint.auth_mode)
     assert (built_endpoint.auth_mode, built_endpoint.public_network_access) == (
         endpoint.auth_mode,
         endpoint.public_network_access,

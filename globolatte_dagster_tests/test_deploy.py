@@ -84,7 +84,7 @@ def test_checkov_reports_no_failed_check_outside_the_allowance(checkov_report):
     assert not problems, _report(problems)
     # It really scanned both: dozens of passed checks, Terraform and Dockerfile.
     assert checkov_report.passed > 50
-    assert {"terraform", "dockerfile"} <= checkov_report.frameworks
+    assert {"terraform", "dockerfile", "kubernetes"} <= checkov_report.frameworks
 
 
 def test_every_checkov_allowance_names_its_resources_and_reason():
@@ -124,6 +124,35 @@ def test_every_setting_read_in_azure_mode_is_set_in_helm_or_provided_as_a_secret
 def test_azureml_endpoint_and_deployment_load_with_the_sdk():
     problems = checks.check_azureml(DEPLOY)
     assert not problems, _report(problems)
+
+
+def test_every_pod_has_a_read_only_root_and_the_runtime_default_seccomp_profile():
+    problems = checks.check_pod_security(DEPLOY)
+    assert not problems, _report(problems)
+
+
+def test_the_warehouse_pool_and_one_run_per_partition_are_limited():
+    problems = checks.check_concurrency_pools(DEPLOY)
+    assert not problems, _report(problems)
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text(encoding="utf-8"))
+    assert values["concurrency"]["pools"]["defaultLimit"] == 1
+
+
+def test_only_the_webserver_and_daemon_reach_the_code_servers_grpc_port():
+    problems = checks.check_network_policy(DEPLOY)
+    assert not problems, _report(problems)
+
+
+def test_serving_environments_pin_the_training_environment():
+    installed = checks.installed_versions()
+    problems = checks.check_serving_pins(DEPLOY, installed)
+    assert not problems, _report(problems)
+    python, pins = checks.read_constraints(DEPLOY)
+    assert python == ".".join(map(str, sys.version_info[:2]))
+    assert {"scikit-learn", "numpy", "pandas", "joblib", "azureml-inference-server-http"} <= set(pins)
+    import sklearn
+
+    assert pins["scikit-learn"] == sklearn.__version__
 
 
 def test_azureml_deployment_points_at_the_real_scoring_script():
@@ -233,3 +262,63 @@ def test_a_missing_checkov_fails_rather_than_skips(tmp_path):
     report = checks.run_checkov(DEPLOY, checkov=tmp_path / "no-checkov")
     problems = checks.check_checkov(DEPLOY, report)
     assert problems and "install.sh" in problems[0]
+
+
+def test_a_writable_root_or_missing_seccomp_fails_the_pod_security_check(deploy_copy):
+    def loosen(values):
+        run = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
+        run["containerConfig"]["securityContext"] = {"allowPrivilegeEscalation": False}
+        values["dagsterDaemon"]["podSecurityContext"] = {"runAsNonRoot": True}
+        values["dagsterDaemon"]["securityContext"] = {
+            k: v for k, v in values["dagsterDaemon"]["securityContext"].items() if k != "seccompProfile"
+        }
+
+    _edit_values(deploy_copy, loosen)
+    problems = checks.check_pod_security(deploy_copy)
+    assert any("run pods: securityContext.readOnlyRootFilesystem" in p for p in problems), problems
+    assert any("dagsterDaemon: no RuntimeDefault seccomp" in p for p in problems), problems
+
+
+def test_no_pool_limit_fails_the_concurrency_check(deploy_copy):
+    def unlimited(values):
+        values.pop("concurrency")
+        limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+        limits["tagConcurrencyLimits"] = limits["tagConcurrencyLimits"][:1]
+
+    _edit_values(deploy_copy, unlimited)
+    problems = checks.check_concurrency_pools(deploy_copy)
+    assert any("defaultLimit" in p and "'warehouse'" in p for p in problems), problems
+    assert any("dagster/partition" in p for p in problems), problems
+
+
+def test_a_network_policy_open_to_every_pod_fails_the_check(deploy_copy):
+    path = deploy_copy / "helm" / "networkpolicy.yaml"
+    policy = yaml.safe_load(path.read_text(encoding="utf-8"))
+    policy["spec"]["ingress"] = [{"from": [{"namespaceSelector": {}}], "ports": [{"port": 3030}]}]
+    path.write_text(yaml.safe_dump(policy), encoding="utf-8")
+    problems = checks.check_network_policy(deploy_copy)
+    assert any("admits more than the webserver and the daemon" in p for p in problems), problems
+    path.unlink()
+    assert "missing" in checks.check_network_policy(deploy_copy)[0]
+
+
+def test_loose_or_diverging_serving_pins_fail_the_check(deploy_copy):
+    _replace(deploy_copy / "azureml" / "conda.yml", "scikit-learn==", "scikit-learn>=")
+    _replace(deploy_copy / "docker" / "Dockerfile", "--constraint deploy/constraints.txt", "")
+    _replace(
+        deploy_copy / "azureml" / "deployment.yml",
+        "minimal-py311-inference:59",
+        "minimal-py311-inference:latest",
+    )
+    installed = {**checks.installed_versions(), "numpy": "0.0.1"}
+    problems = checks.check_serving_pins(deploy_copy, installed)
+    assert any("unpinned requirements" in p and "scikit-learn" in p for p in problems), problems
+    assert any("--constraint" in p for p in problems), problems
+    assert any("is not pinned by version" in p for p in problems), problems
+    assert any("not the training environment" in p and "numpy" in p for p in problems), problems
+
+
+def test_an_endpoint_spec_with_another_auth_mode_than_the_helm_values_fails(deploy_copy):
+    _replace(deploy_copy / "azureml" / "endpoint.yml", "auth_mode: aad_token", "auth_mode: key")
+    problems = checks.check_azureml(deploy_copy)
+    assert any("differs from the Helm values' AZUREML_ENDPOINT_AUTH_MODE" in p for p in problems), problems

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from globolatte_dagster.resources.endpoint import LocalScoringEndpoint
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
 from globolatte_dagster.resources.registry import LocalModelRegistry
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
+from globolatte_dagster.serving.model_server import ModelServer
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
 
 
@@ -122,6 +125,39 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path: Path):
         t.join()
     assert sorted(got, key=int) == [str(i) for i in range(1, 9)]
     assert store.versions("canada") == [str(i) for i in range(1, 9)]
+
+
+def _set_alias_slowly(root: str, alias: str, version: str, barrier) -> None:
+    """In a child process: set an alias with a wide gap between reading and writing aliases.json."""
+    read = R.LocalRegistryStore.aliases
+
+    def slow_read(self, region):
+        found = read(self, region)
+        time.sleep(0.3)
+        return found
+
+    R.LocalRegistryStore.aliases = slow_read
+    barrier.wait()
+    R.LocalRegistryStore(root).set_alias("america", alias, version)
+
+
+def test_concurrent_alias_writes_from_several_processes_lose_no_update(tmp_path: Path):
+    store = R.LocalRegistryStore(tmp_path)
+    for name in "abc":
+        store.register("america", Stub(name), metrics(0.6), {})  # challenger -> 3
+    ctx = multiprocessing.get_context("fork")
+    writes = [("champion", "1"), ("challenger", "2")] * 2
+    barrier = ctx.Barrier(len(writes))
+    procs = [
+        ctx.Process(target=_set_alias_slowly, args=(str(tmp_path), alias, version, barrier))
+        for alias, version in writes
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * len(writes)
+    assert store.aliases("america") == {"champion": "1", "challenger": "2"}
 
 
 def test_alias_file_is_replaced_atomically(tmp_path: Path, monkeypatch):
@@ -319,7 +355,12 @@ def _endpoint_equals_mart(env, live: dict) -> None:
     customers = sorted(mart["customer_id"].unique())[:60]
     for_date = str(mart["for_date"].iloc[0])[:10]
     reqs = [{"region": REGION, "customer_id": c, "date": for_date, "k": 3} for c in customers]
-    answers = httpx.post(f"{live['url']}/score", json={"requests": reqs}, timeout=60).json()["responses"]
+    server = ModelServer.start(live["deployment_dir"])  # the recorded deployment, served for this check
+    try:
+        server.wait_ready(90)
+        answers = httpx.post(f"{server.url}/score", json={"requests": reqs}, timeout=60).json()["responses"]
+    finally:
+        server.stop()
     served = [
         (a["customer_id"], i + 1, r["product_id"], r["score"])
         for a in answers

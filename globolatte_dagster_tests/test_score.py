@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
+import sklearn
 from werkzeug.test import EnvironBuilder
 
 from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.lib.environment import IncompatibleEnvironment
 from globolatte_dagster.serving import score
 from globolatte_dagster_tests.serving_fixtures import champions_bundle, trained_models
 
@@ -160,6 +165,53 @@ def test_bad_input_gets_400_with_a_json_message(served, body, words):
     assert words in answer["message"]
 
 
+NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (NESTED, "nested deeper than"),
+        (b'{"requests": [' + NESTED + b"]}", "nested deeper than"),
+        ({"requests": [[[[[[[[[[GOOD]]]]]]]]]]}, "nested deeper than"),
+        ({**GOOD, "customer_id": "C" * 65}, "customer_id must have 1 to 64 characters"),
+        ({**GOOD, "customer_id": "C" * 1_000_000}, "customer_id must have 1 to 64 characters"),
+        ({**GOOD, "customer_id": ""}, "customer_id"),
+        ({**GOOD, "customer_id": "C1\u0000"}, "printable"),
+        ({**GOOD, "customer_id": "C1\nC2"}, "printable"),
+        ({**GOOD, "date": "0001-01-01"}, "outside the served window"),
+        ({**GOOD, "date": "9999-12-31"}, "outside the served window"),
+        ({"requests": [GOOD, {**GOOD, "customer_id": "\u0007"}]}, "requests[1]: customer_id"),
+    ],
+)
+def test_requests_out_of_bounds_get_400_and_a_short_message(served, body, words):
+    status, answer = call(body)
+    assert status == 400
+    assert words in answer["message"] and len(answer["message"]) < 300
+
+
+def test_a_body_over_2_mib_gets_413(served):
+    body = json.dumps({"requests": [GOOD] * 1000, "padding": " " * (2 * 1024 * 1024)})
+    status, answer = call(body)
+    assert status == 413 and "over the limit" in answer["message"]
+
+
+def test_bounds_accept_the_edges(served):
+    case, _ = served
+    as_of = case.models["america"].as_of
+    edges = [
+        {**GOOD, "customer_id": "C" * 64, "date": day_after(case)},
+        {**GOOD, "customer_id": "Ñandú-7 ☕", "date": (as_of + timedelta(days=731)).isoformat()},
+        {**GOOD, "date": (as_of - timedelta(days=731)).isoformat()},
+    ]
+    status, body = call({"requests": edges})
+    assert status == 200 and [a["customer_id"] for a in body["responses"]] == [
+        e["customer_id"] for e in edges
+    ]
+    status, body = call({**GOOD, "date": (as_of + timedelta(days=732)).isoformat()})
+    assert status == 400 and as_of.isoformat() in body["message"]
+
+
 def test_the_largest_batch_is_accepted(served):
     case, _ = served
     status, body = call({"requests": [{**GOOD, "date": day_after(case)}] * 1000})
@@ -201,5 +253,45 @@ def test_score_py_imports_no_dagster():
         "typing",
         "azureml_inference_server_http",
         "globolatte_dagster.lib",
+        "globolatte_dagster.serving.bounds",
     )
     assert all(name.startswith(allowed) for name in imported), imported
+    bounds_source = (Path(score.__file__).parent / "bounds.py").read_text()
+    assert "dagster" not in bounds_source.replace("globolatte_dagster", "")
+
+
+# ------------------------------------------------------------------ one environment from training to serving
+def test_registered_models_record_the_libraries_they_were_trained_with(served):
+    bundle = Path(os.environ["AZUREML_MODEL_DIR"]) / "champions"
+    for region in REGION_KEYS:
+        recorded = json.loads((bundle / region / "lineage.json").read_text())["environment"]
+        assert recorded["scikit-learn"] == sklearn.__version__ and recorded["numpy"] == np.__version__
+        assert recorded["python"] == platform.python_version() and recorded["joblib"]
+
+
+def _copy_bundle(tmp_path: Path) -> Path:
+    source = Path(os.environ["AZUREML_MODEL_DIR"]) / "champions"
+    target = tmp_path / "bundle"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_bundle_trained_with_another_scikit_learn_is_refused_with_a_clear_message(served, tmp_path):
+    bundle = _copy_bundle(tmp_path)
+    lineage_file = bundle / "canada" / "lineage.json"
+    lineage = json.loads(lineage_file.read_text())
+    lineage["environment"]["scikit-learn"] = "1.5.2"
+    lineage_file.write_text(json.dumps(lineage))
+    with pytest.raises(IncompatibleEnvironment, match=r"canada: .*scikit-learn 1\.5\.2 \(serving has "):
+        score.Scorer.from_dir(bundle)
+
+
+def test_an_artefact_pickled_by_another_scikit_learn_is_refused_even_without_lineage(served, tmp_path):
+    bundle = _copy_bundle(tmp_path)
+    artefact = bundle / "mexico" / "model.joblib"
+    (bundle / "mexico" / "lineage.json").unlink()
+    version = sklearn.__version__.encode()
+    other = b"0" + version[1:]  # same length: the pickle stays valid, its recorded version changes
+    artefact.write_bytes(artefact.read_bytes().replace(version, other))
+    with pytest.raises(IncompatibleEnvironment, match="pickled by scikit-learn 0"):
+        score.Scorer.from_dir(bundle)

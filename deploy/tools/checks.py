@@ -167,12 +167,13 @@ def run_checkov(
     checkov: Path = CHECKOV,
     *,
     subdir: str = ".",
-    frameworks: Sequence[str] = ("terraform", "dockerfile"),
+    frameworks: Sequence[str] = ("terraform", "dockerfile", "kubernetes"),
 ) -> CheckovReport:
     """Runs checkov once over deploy_dir/subdir and parses its JSON output.
 
-    By default it scans all of deploy/ for Terraform and Dockerfiles; the planted-mistake tests narrow
-    it to one folder and framework to keep the run short.
+    By default it scans all of deploy/ for Terraform, Dockerfiles and Kubernetes manifests
+    (helm/networkpolicy.yaml, helm/external-secrets.yaml); the planted-mistake tests narrow it to one
+    folder and framework to keep the run short.
     """
     if not checkov.exists():
         return CheckovReport(error=f"checkov not found at {checkov}: run `bash deploy/tools/install.sh`")
@@ -405,6 +406,221 @@ def _check_compute_log_manager(values: dict) -> list[str]:
     return []
 
 
+# --- production hardening -----------------------------------------------------------------------------------
+NETWORK_POLICY = Path("helm") / "networkpolicy.yaml"
+CONSTRAINTS = "constraints.txt"
+# Pods that must run with a read-only root filesystem and the RuntimeDefault seccomp profile.
+_HARDENED_PODS = ("dagsterWebserver", "dagsterDaemon", "user deployment", "run pods")
+
+
+def _pod_parts(values: dict) -> dict[str, tuple[dict, dict, list, list]]:
+    """(pod securityContext, container securityContext, volumes, volumeMounts) of each hardened pod."""
+    deployment = (_user_deployments(values) or [{}])[0]
+    k8s = ((values.get("runLauncher") or {}).get("config") or {}).get("k8sRunLauncher") or {}
+    run = k8s.get("runK8sConfig") or {}
+    parts = {
+        name: (
+            (values.get(name) or {}).get("podSecurityContext") or {},
+            (values.get(name) or {}).get("securityContext") or {},
+            (values.get(name) or {}).get("volumes") or [],
+            (values.get(name) or {}).get("volumeMounts") or [],
+        )
+        for name in ("dagsterWebserver", "dagsterDaemon")
+    }
+    parts["user deployment"] = (
+        deployment.get("podSecurityContext") or {},
+        deployment.get("securityContext") or {},
+        deployment.get("volumes") or [],
+        deployment.get("volumeMounts") or [],
+    )
+    # Run pods get the user deployment's volumes and mounts (includeConfigInLaunchedRuns).
+    parts["run pods"] = (
+        (run.get("podSpecConfig") or {}).get("securityContext") or {},
+        (run.get("containerConfig") or {}).get("securityContext") or {},
+        deployment.get("volumes") or [],
+        deployment.get("volumeMounts") or [],
+    )
+    return parts
+
+
+def check_pod_security(deploy_dir: Path) -> list[str]:
+    """Webserver, daemon, user code and run pods: read-only root, RuntimeDefault seccomp, no escalation,
+    and a writable emptyDir at /tmp (the only scratch a read-only root leaves)."""
+    values = _load_yaml(deploy_dir / HELM_VALUES)
+    problems = []
+    for name, (pod, container, volumes, mounts) in _pod_parts(values).items():
+        where = f"{HELM_VALUES} {name}"
+        if container.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{where}: securityContext.readOnlyRootFilesystem is not true")
+        if container.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: securityContext.allowPrivilegeEscalation is not false")
+        seccomp = (container.get("seccompProfile") or pod.get("seccompProfile") or {}).get("type")
+        if seccomp != "RuntimeDefault":
+            problems.append(f"{where}: no RuntimeDefault seccomp profile (found {seccomp!r})")
+        if pod.get("runAsNonRoot") is not True and container.get("runAsNonRoot") is not True:
+            problems.append(f"{where}: runAsNonRoot is not true")
+        empty_dirs = {v.get("name") for v in volumes if isinstance(v, dict) and "emptyDir" in v}
+        if not any(m.get("mountPath") == "/tmp" and m.get("name") in empty_dirs for m in mounts):
+            problems.append(f"{where}: no emptyDir mounted at /tmp for a read-only root filesystem")
+    return problems
+
+
+def check_concurrency_pools(deploy_dir: Path, repo_root: Path = REPO_ROOT) -> list[str]:
+    """The pools the assets declare (`pool="..."`) are limited, so two runs of a partition never overlap."""
+    values = _load_yaml(deploy_dir / HELM_VALUES)
+    pools = ((values.get("concurrency") or {}).get("pools")) or {}
+    declared = sorted(
+        set(
+            re.findall(
+                r'\bpool="([^"]+)"',
+                "\n".join(p.read_text() for p in (repo_root / "globolatte_dagster").rglob("*.py")),
+            )
+        )
+    )
+    problems = []
+    if pools.get("defaultLimit") != 1:
+        problems.append(
+            f"{HELM_VALUES}: concurrency.pools.defaultLimit is {pools.get('defaultLimit')!r}, not 1: "
+            f"the asset pools {declared} would run unlimited"
+        )
+    if pools.get("granularity") not in ("op", "run"):
+        problems.append(f"{HELM_VALUES}: concurrency.pools.granularity must be op or run")
+    queued = (((values.get("dagsterDaemon") or {}).get("runCoordinator") or {}).get("config") or {}).get(
+        "queuedRunCoordinator"
+    ) or {}
+    per_partition = [
+        t
+        for t in queued.get("tagConcurrencyLimits") or []
+        if t.get("key") == "dagster/partition"
+        and (t.get("value") or {}).get("applyLimitPerUniqueValue") is True
+        and t.get("limit") == 1
+    ]
+    if not per_partition:
+        problems.append(f"{HELM_VALUES}: no run queue limit of 1 per unique dagster/partition tag")
+    return problems
+
+
+def check_network_policy(deploy_dir: Path) -> list[str]:
+    """Only the webserver and the daemon may reach the code server's gRPC port."""
+    path = deploy_dir / NETWORK_POLICY
+    if not path.exists():
+        return [f"{NETWORK_POLICY}: missing (nothing restricts who reaches the code server's gRPC port)"]
+    values = _load_yaml(deploy_dir / HELM_VALUES)
+    deployment = (_user_deployments(values) or [{}])[0]
+    policies = [
+        d
+        for d in yaml.safe_load_all(path.read_text(encoding="utf-8"))
+        if d and d.get("kind") == "NetworkPolicy"
+    ]
+    if not policies:
+        return [f"{NETWORK_POLICY}: holds no NetworkPolicy"]
+    spec = policies[0].get("spec") or {}
+    problems = []
+    want = {"component": "user-deployments", "deployment": deployment.get("name")}
+    if (spec.get("podSelector") or {}).get("matchLabels") != want:
+        problems.append(f"{NETWORK_POLICY}: podSelector does not select the user deployment {want}")
+    if "Ingress" not in (spec.get("policyTypes") or []):
+        problems.append(f"{NETWORK_POLICY}: policyTypes does not include Ingress")
+    allowed_components = {"dagster-webserver", "dagster-daemon"}
+    rules = spec.get("ingress") or []
+    if not rules:
+        problems.append(f"{NETWORK_POLICY}: no ingress rule (the webserver and daemon need the port)")
+    for i, rule in enumerate(rules):
+        sources = rule.get("from") or []
+        components = {
+            ((src.get("podSelector") or {}).get("matchLabels") or {}).get("component") for src in sources
+        }
+        if (
+            not sources
+            or any(set(src) != {"podSelector"} for src in sources)
+            or not components <= allowed_components
+        ):
+            problems.append(f"{NETWORK_POLICY}: ingress[{i}] admits more than the webserver and the daemon")
+        ports = [(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports") or []]
+        if ports != [("TCP", deployment.get("port"))]:
+            problems.append(
+                f"{NETWORK_POLICY}: ingress[{i}] ports {ports} are not the gRPC port {deployment.get('port')}"
+            )
+    return problems
+
+
+def read_constraints(deploy_dir: Path) -> tuple[str | None, dict[str, str]]:
+    """(python minor, {distribution: version}) of deploy/constraints.txt."""
+    path = deploy_dir / CONSTRAINTS
+    if not path.exists():
+        return None, {}
+    python, pins = None, {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# python "):
+            python = line.split()[-1]
+        elif line.strip() and not line.startswith("#"):
+            name, _, version = line.strip().partition("==")
+            pins[name.lower()] = version
+    return python, pins
+
+
+def _conda_pins(conda: dict) -> tuple[str | None, dict[str, str], list[str]]:
+    python, pins, loose = None, {}, []
+    for dep in conda.get("dependencies") or []:
+        if isinstance(dep, str) and dep.startswith("python="):
+            python = dep.split("=", 1)[1]
+        elif isinstance(dep, dict):
+            for item in dep.get("pip") or []:
+                name, sep, version = str(item).partition("==")
+                if not sep:
+                    loose.append(str(item))
+                pins[name.strip().lower()] = version.strip()
+    return python, pins, loose
+
+
+def check_serving_pins(deploy_dir: Path, installed: dict[str, str] | None = None) -> list[str]:
+    """constraints.txt, the Azure ML conda file and image, and the Dockerfile pin the same environment,
+    and (with `installed`, the training environment's versions) that environment is the training one."""
+    python, pins = read_constraints(deploy_dir)
+    if not pins:
+        return [f"{CONSTRAINTS}: missing or empty (deploy/tools/pins.py writes it)"]
+    problems = []
+    loose = [f"{k}{'==' + v if v else ''}" for k, v in pins.items() if not re.match(r"^\d", v or "")]
+    if loose or not python:
+        problems.append(
+            f"{CONSTRAINTS}: every line must be name==version and a '# python X.Y' line must say the Python"
+        )
+    conda_python, conda_pins, conda_loose = _conda_pins(_load_yaml(deploy_dir / "azureml" / "conda.yml"))
+    if conda_loose:
+        problems.append(f"azureml/conda.yml: unpinned requirements {conda_loose}")
+    if conda_pins != pins or conda_python != python:
+        problems.append(
+            f"azureml/conda.yml pins {conda_python} {conda_pins}, {CONSTRAINTS} pins {python} {pins}"
+        )
+    text = (deploy_dir / DOCKERFILE).read_text(encoding="utf-8")
+    instructions = _dockerfile_instructions(text)
+    runs = [rest for kw, rest in instructions if kw == "RUN" and '".[azure]"' in rest]
+    if not runs or not re.search(r"(--constraint|-c)\s+\S*constraints\.txt", runs[0]):
+        problems.append(f"{DOCKERFILE}: the project is not installed with --constraint deploy/{CONSTRAINTS}")
+    if not any(kw == "COPY" and "constraints.txt" in rest for kw, rest in instructions):
+        problems.append(f"{DOCKERFILE}: deploy/{CONSTRAINTS} is not copied into the build")
+    for rest in (r for kw, r in instructions if kw == "FROM"):
+        tag = rest.split()[0].rpartition(":")[2]
+        if rest.split()[0].startswith("python:") and python and not tag.startswith(f"{python}."):
+            problems.append(f"{DOCKERFILE}: base image {rest.split()[0]} is not Python {python}")
+    from azure.ai.ml import load_online_deployment
+
+    image = str(load_online_deployment(deploy_dir / "azureml" / "deployment.yml").environment.image)
+    name, _, tag = image.split("@")[0].rpartition(":")
+    if "@sha256:" not in image and (not name or tag in ("", "latest")):
+        problems.append(f"azureml/deployment.yml: image {image} is not pinned by version or digest")
+    if python and f"py{python.replace('.', '')}" not in image:
+        problems.append(f"azureml/deployment.yml: image {image} is not a Python {python} image")
+    if installed is not None:
+        differ = {k: (v, installed.get(k)) for k, v in pins.items() if installed.get(k) != v}
+        if differ:
+            problems.append(
+                f"{CONSTRAINTS} is not the training environment (pinned, installed): {differ}; "
+                "run deploy/tools/pins.py with the training environment's Python"
+            )
+    return problems
+
+
 # --- settings cross-check -----------------------------------------------------------------------------------
 def _helm_env(deploy_dir: Path) -> tuple[dict[str, Any], list[str]]:
     values = _load_yaml(deploy_dir / HELM_VALUES)
@@ -500,8 +716,14 @@ def check_azureml(deploy_dir: Path) -> list[str]:
     problems = []
     base = deploy_dir / "azureml"
     endpoint = load_online_endpoint(base / "endpoint.yml")
-    if endpoint.name != ENDPOINT_NAME or endpoint.auth_mode != "key":
-        problems.append(f"azureml/endpoint.yml: expected {ENDPOINT_NAME} with key auth")
+    helm_mode = _helm_env(deploy_dir)[0].get("AZUREML_ENDPOINT_AUTH_MODE") or "key"
+    if endpoint.name != ENDPOINT_NAME or endpoint.auth_mode not in ("key", "aad_token"):
+        problems.append(f"azureml/endpoint.yml: expected {ENDPOINT_NAME} with key or aad_token auth")
+    if endpoint.auth_mode != helm_mode:
+        problems.append(
+            f"azureml/endpoint.yml: auth_mode {endpoint.auth_mode} differs from the Helm values' "
+            f"AZUREML_ENDPOINT_AUTH_MODE {helm_mode}"
+        )
     if endpoint.public_network_access != "disabled":
         problems.append("azureml/endpoint.yml: public network access is not disabled")
     deployment = load_online_deployment(base / "deployment.yml")
@@ -541,12 +763,30 @@ def all_problems(deploy_dir: Path = REPO_ROOT / "deploy") -> dict[str, list[str]
         "checkov": check_checkov(deploy_dir, run_checkov(deploy_dir)),
         "dockerfile": check_dockerfile(deploy_dir) + check_dockerignore(),
         "helm values": check_helm_values(deploy_dir),
+        "pod security": check_pod_security(deploy_dir),
+        "concurrency pools": check_concurrency_pools(deploy_dir),
+        "network policy": check_network_policy(deploy_dir),
+        "serving pins": check_serving_pins(deploy_dir, installed_versions()),
         "settings coverage": check_settings_coverage(deploy_dir),
         "azure ml": check_azureml(deploy_dir) + check_scoring_script_exists(deploy_dir),
     }
     hadolint = run_hadolint(deploy_dir)
     results["hadolint"] = hadolint if hadolint is not None else []
     return results
+
+
+def installed_versions() -> dict[str, str]:
+    """The versions of the pinned distributions in this interpreter's environment (the training one)."""
+    from importlib import metadata
+
+    _, pins = read_constraints(REPO_ROOT / "deploy")
+    found = {}
+    for name in pins:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
 
 
 def main() -> int:

@@ -4,9 +4,11 @@ Layout under the registry root (`GLOBOLATTE_HOME/registry` locally):
 
     <region>/<version>/model.joblib     the artefact (a lib.recommend.scoring.RegionRecommender)
     <region>/<version>/metrics.json     hit rate@3 of the model and the baselines on its hold-out
-    <region>/<version>/lineage.json     data (partitions, days, rows), code version, parameters, run id
+    <region>/<version>/lineage.json     data (partitions, days, rows), code version, parameters, run id,
+                                        library versions (`environment`, lib.environment)
     <region>/<version>/decision.json    the champion/challenger decision taken when it was registered
     <region>/aliases.json               {"champion": "3", "challenger": "4"}
+    .locks/<region>.aliases.lock        held (flock) while aliases.json is read, changed and written
 
 A version folder is written under a temporary name, then renamed into place; aliases.json is written to a
 temporary file, then renamed over the old one. Readers therefore never see half a version or half an
@@ -16,13 +18,15 @@ the same name the Azure ML registry uses.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import metadata as importlib_metadata
@@ -31,6 +35,7 @@ from typing import Any
 
 import joblib
 
+from globolatte_dagster.lib.environment import with_environment
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE
 
 ALIASES: tuple[str, ...] = ("champion", "challenger")
@@ -338,7 +343,12 @@ class LocalRegistryStore:
                 joblib.dump(model, tmp / ARTEFACT)
                 write_json_atomic(tmp / METRICS, metrics)
                 write_json_atomic(
-                    tmp / LINEAGE, {**lineage, "version": version, "model_version": model.model_version}
+                    tmp / LINEAGE,
+                    {
+                        **with_environment(lineage, model),
+                        "version": version,
+                        "model_version": model.model_version,
+                    },
                 )
                 try:
                     os.rename(tmp, folder / version)  # atomic; fails if another writer took the number
@@ -360,13 +370,28 @@ class LocalRegistryStore:
     def get_alias(self, region: str, alias: str) -> str | None:
         return self.aliases(region).get(alias)
 
+    @contextlib.contextmanager
+    def alias_lock(self, region: str) -> Iterator[None]:
+        """Exclusive hold of `region`'s aliases across threads and processes (`flock` on a lock file)."""
+        self._region_dir(region)  # validates the name
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with (locks / f"{region}.aliases.lock").open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def set_alias(self, region: str, alias: str, version: str) -> None:
+        """Read, change and write aliases.json under the region's lock: concurrent writers lose nothing."""
         if alias not in ALIASES:
             raise ValueError(f"unknown alias {alias!r} (known: {', '.join(ALIASES)})")
-        if version not in self.versions(region):
-            raise KeyError(f"{region} has no version {version}")
-        aliases = {**self.aliases(region), alias: version}
-        write_json_atomic(self._region_dir(region) / "aliases.json", aliases)
+        with self.alias_lock(region):
+            if version not in self.versions(region):
+                raise KeyError(f"{region} has no version {version}")
+            aliases = {**self.aliases(region), alias: version}
+            write_json_atomic(self._region_dir(region) / "aliases.json", aliases)
 
     def path(self, region: str, version: str) -> Path:
         folder = self._region_dir(region) / str(version)

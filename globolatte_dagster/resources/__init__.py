@@ -24,7 +24,11 @@ def local_resources() -> dict:
         "landing": LocalLandingZone(root=str(settings.landing_dir())),
         "warehouse": DuckDBWarehouse(database=database),
         "warehouse_io_manager": WarehouseDuckDBIOManager(database=database),
-        "hash_key": HashKey(key_file=str(home / "secrets" / "email_hash_key")),
+        # GLOBOLATTE_HASH_KEY wins when it is set; otherwise a key generated once under GLOBOLATTE_HOME.
+        "hash_key": HashKey(
+            key=dg.EnvVar("GLOBOLATTE_HASH_KEY") if settings.is_set("GLOBOLATTE_HASH_KEY") else None,
+            key_file=str(home / "secrets" / "email_hash_key"),
+        ),
         # Python objects (trained models) between assets; the registry keeps the versions that matter.
         "model_io_manager": dg.FilesystemIOManager(base_dir=str(home / "artifacts")),
         "registry": LocalModelRegistry(root=str(home / "registry")),

@@ -3,11 +3,13 @@
 Both deploy a champions bundle (`ChampionBundle`, from the registry) blue/green and smoke-test the new
 colour with real requests before it takes any traffic.
 
-- `LocalScoringEndpoint`: `score.py` under `azmlinfsrv` on 127.0.0.1 (`serving.local_endpoint`); the
-  endpoint record under `GLOBOLATTE_HOME/endpoint` is what `globolatte serve`'s proxy follows.
-- `AzureMLScoringEndpoint`: a `ManagedOnlineEndpoint` (key auth) and one `ManagedOnlineDeployment` per
-  colour, with `CodeConfiguration(score.py)` and an `Environment` from the serving requirements on an
-  Azure ML inference base image. Sequence (`AzureMLDeployer.deploy`): get or create the endpoint, create
+- `LocalScoringEndpoint`: `score.py` under `azmlinfsrv` on 127.0.0.1 (`serving.deployer`): each
+  deployment is smoke-tested on a server of its own, which is then stopped; the endpoint record under
+  `GLOBOLATTE_HOME/endpoint` is what every `globolatte serve` front follows with its own model server.
+- `AzureMLScoringEndpoint`: a `ManagedOnlineEndpoint` (key or Microsoft Entra token auth,
+  AZUREML_ENDPOINT_AUTH_MODE) and one `ManagedOnlineDeployment` per colour, with
+  `CodeConfiguration(score.py)` and an `Environment` from the pinned serving requirements on a pinned
+  Azure ML inference image. Sequence (`AzureMLDeployer.deploy`): get or create the endpoint, create
   the idle colour, invoke it directly, shift traffic (canary %, then 100 %), delete the old colour;
   any failure before the old colour is deleted rolls back (traffic to the old colour, new one deleted).
 """
@@ -36,10 +38,14 @@ DEFAULT_ENDPOINT_NAME = "globolatte-scoring"
 COLOURS = ("blue", "green")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 SCORING_SCRIPT = "serving/score.py"  # relative to the uploaded package folder
-# An Azure ML inference base image (mcr.microsoft.com/azureml, "Prebuilt Docker images for inference").
-INFERENCE_IMAGE = "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cpu-inference:latest"
-# The serving requirements: what score.py and globolatte_dagster.lib need (no Dagster). The same list is
-# deploy/azureml/conda.yml, and a test keeps the two equal.
+# An Azure ML curated inference image with Python 3.11, as the training environment, pinned by version
+# (`latest` would change under a deployed model; Azure ML supports tags up to six months older than
+# `latest`, so bump this with the pins). Source: Azure/azureml-assets,
+# assets/inference/environments/minimal-py311-inference.
+INFERENCE_IMAGE = "mcr.microsoft.com/azureml/curated/minimal-py311-inference:59"
+# The serving requirements: what score.py and globolatte_dagster.lib need (no Dagster), pinned to the
+# training environment's versions. deploy/constraints.txt is the source (deploy/tools/pins.py writes it and
+# deploy/azureml/conda.yml); the tests keep this dict equal to conda.yml and the pins to the constraints.
 SERVING_CONDA: dict[str, Any] = {
     "name": "globolatte-serving",
     "channels": ["conda-forge"],
@@ -48,17 +54,23 @@ SERVING_CONDA: dict[str, Any] = {
         "pip",
         {
             "pip": [
-                "azureml-inference-server-http>=1.5.1",
-                "pandas>=2.3,<3",
-                "numpy>=2.0",
-                "scikit-learn>=1.6",
-                "joblib>=1.4",
-                "holidays>=0.60",
-                "pyarrow>=18",
+                "scikit-learn==1.9.1",
+                "numpy==2.4.6",
+                "scipy==1.17.1",
+                "pandas==2.3.3",
+                "joblib==1.6.0",
+                "threadpoolctl==3.8.0",
+                "holidays==0.109",
+                "pyarrow==26.0.1",
+                "azureml-inference-server-http==1.5.1",
             ]
         },
     ],
 }
+# How clients authenticate to the managed online endpoint (AZUREML_ENDPOINT_AUTH_MODE): `key` (static
+# keys, `az ml online-endpoint get-credentials`) or `aad_token` (a Microsoft Entra token for
+# https://ml.azure.com; the caller's identity needs the `score/action` permission on the endpoint).
+AUTH_MODES = ("key", "aad_token")
 
 
 class ScoringEndpoint(dg.ConfigurableResource):
@@ -74,7 +86,7 @@ class ScoringEndpoint(dg.ConfigurableResource):
 
 
 class LocalScoringEndpoint(ScoringEndpoint):
-    """`score.py` under Azure ML's inference server on 127.0.0.1, blue/green (serving.local_endpoint)."""
+    """`score.py` under Azure ML's inference server on 127.0.0.1, blue/green (serving.deployer)."""
 
     root: str
     public_port: int = 8765
@@ -82,7 +94,7 @@ class LocalScoringEndpoint(ScoringEndpoint):
     drain_s: float = 1.0
 
     def deployer(self) -> Any:
-        from globolatte_dagster.serving.local_endpoint import LocalDeployer
+        from globolatte_dagster.serving.deployer import LocalDeployer
 
         return LocalDeployer(self.root, ready_timeout=self.ready_timeout_s, drain_seconds=self.drain_s)
 
@@ -96,12 +108,18 @@ class LocalScoringEndpoint(ScoringEndpoint):
 
 
 # --------------------------------------------------------------------------------------------- Azure ML
-def endpoint_entity(name: str) -> Any:
+def check_auth_mode(auth_mode: str) -> str:
+    if auth_mode not in AUTH_MODES:
+        raise ValueError(f"endpoint auth mode must be one of {', '.join(AUTH_MODES)}, not {auth_mode!r}")
+    return auth_mode
+
+
+def endpoint_entity(name: str, auth_mode: str = "key") -> Any:
     from azure.ai.ml.entities import ManagedOnlineEndpoint
 
     return ManagedOnlineEndpoint(
         name=name,
-        auth_mode="key",
+        auth_mode=check_auth_mode(auth_mode),
         public_network_access="disabled",
         description="GloboLatte recommendations (POST /score, see DESIGN.md 'Scoring contract')",
         tags={"project": "globolatte"},
@@ -148,9 +166,11 @@ class AzureMLDeployer:
         instance_count: int = 2,
         canary_percent: int = 10,
         log: Callable[[str], None] = print,
+        auth_mode: str = "key",
     ) -> None:
         if not 0 < canary_percent < 100:
             raise ValueError(f"canary_percent must be between 1 and 99, not {canary_percent}")
+        self.auth_mode = check_auth_mode(auth_mode)
         self.ml = ml_client
         self.name = endpoint_name
         self.instance_type = instance_type
@@ -162,10 +182,16 @@ class AzureMLDeployer:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            return self.ml.online_endpoints.get(name=self.name), False
+            endpoint = self.ml.online_endpoints.get(name=self.name)
         except ResourceNotFoundError:
-            self.log(f"creating endpoint {self.name}")
-            return self.ml.online_endpoints.begin_create_or_update(endpoint_entity(self.name)).result(), True
+            self.log(f"creating endpoint {self.name} ({self.auth_mode} auth)")
+            entity = endpoint_entity(self.name, self.auth_mode)
+            return self.ml.online_endpoints.begin_create_or_update(entity).result(), True
+        if str(endpoint.auth_mode).lower() != self.auth_mode:
+            self.log(f"switching endpoint {self.name} from {endpoint.auth_mode} to {self.auth_mode} auth")
+            endpoint.auth_mode = self.auth_mode
+            endpoint = self.ml.online_endpoints.begin_create_or_update(endpoint).result()
+        return endpoint, False
 
     def _set_traffic(self, endpoint: Any, traffic: dict[str, int]) -> Any:
         endpoint.traffic = dict(traffic)
@@ -251,6 +277,7 @@ class AzureMLDeployer:
             "model_versions": bundle.versions,
             "smoke_requests": smoke_requests_sent,
             "scoring_uri": getattr(endpoint, "scoring_uri", None),
+            "auth_mode": self.auth_mode,
             "warning": warning,
         }
 
@@ -265,6 +292,7 @@ class AzureMLScoringEndpoint(ScoringEndpoint):
     instance_type: str = "Standard_DS3_v2"
     instance_count: int = 2
     canary_percent: int = 10
+    auth_mode: str = "key"  # AZUREML_ENDPOINT_AUTH_MODE: `key` or `aad_token` (Microsoft Entra)
 
     def ml_client(self) -> Any:
         from azure.ai.ml import MLClient
@@ -282,5 +310,6 @@ class AzureMLScoringEndpoint(ScoringEndpoint):
             self.instance_count,
             self.canary_percent,
             log,
+            self.auth_mode,
         )
         return deployer.deploy(bundle)

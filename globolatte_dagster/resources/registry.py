@@ -4,7 +4,9 @@
   (`lib.registry.LocalRegistryStore`), aliases kept atomically in `aliases.json`.
 - `AzureMLModelRegistry`: one Azure ML `Model` per region (`globolatte-<region>`, versions 1, 2, ...)
   through `azure-ai-ml`, with the metrics and lineage as tags and properties and the aliases as tags
-  (`champion`/`challenger` = `"true"` on the version that holds them). The deployable bundle of every
+  (`champion`/`challenger` = `"true"` on the version that holds them). Version numbers, alias moves and
+  decision tags are written under a per-region lock, a blob lease in the workspace's default datastore
+  (`resources/alias_lock.py`): model tags have no ETag, so concurrent runs would otherwise lose updates. The deployable bundle of every
   region's champion is registered as one model, `globolatte-champions` (deploy/azureml/deployment.yml).
   `MLClient` uses `DefaultAzureCredential`; subscription, resource group and workspace come from
   AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME.
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections.abc import Iterable
@@ -23,6 +26,7 @@ import dagster as dg
 import joblib
 
 from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.lib.environment import with_environment
 from globolatte_dagster.lib.registry import (
     ALIASES,
     ARTEFACT,
@@ -37,6 +41,7 @@ from globolatte_dagster.lib.registry import (
     to_jsonable,
     write_json_atomic,
 )
+from globolatte_dagster.resources.alias_lock import BlobLeaseLock, workspace_lease_lock
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,22 @@ def _tag(value: Any, limit: int = 256) -> str:
 
 
 class AzureMLRegistryOps:
-    """The registry over an `MLClient` (real, or the recorded double of the tests)."""
+    """The registry over an `MLClient` (real, or the recorded double of the tests).
 
-    def __init__(self, ml_client: Any, scratch: str | Path | None = None) -> None:
+    `lock` serialises the read-modify-writes of one region (version numbers, alias tags, decision tags)
+    across processes; without one (a single writer, as in some tests) they are not locked.
+    """
+
+    def __init__(
+        self, ml_client: Any, scratch: str | Path | None = None, lock: BlobLeaseLock | None = None
+    ) -> None:
         self.ml = ml_client
         self.scratch = Path(scratch or tempfile.gettempdir())
         self.scratch.mkdir(parents=True, exist_ok=True)
+        self.lock = lock
+
+    def _locked(self, region: str) -> contextlib.AbstractContextManager:
+        return self.lock.hold(model_name(region)) if self.lock else contextlib.nullcontext()
 
     def _versions(self, name: str) -> list[Any]:
         from azure.core.exceptions import ResourceNotFoundError
@@ -145,12 +160,20 @@ class AzureMLRegistryOps:
         return str(int(versions[-1].version) + 1 if versions else 1)
 
     def register(self, region: str, model: Any, metrics: dict, lineage: dict) -> RegisteredVersion:
+        with self._locked(region):
+            return self._register(region, model, metrics, lineage)
+
+    def _register(self, region: str, model: Any, metrics: dict, lineage: dict) -> RegisteredVersion:
         from azure.ai.ml.entities import Model
 
         name = model_name(region)
         version = self._next_version(name)
         model.model_version = model_version_id(region, version)
-        lineage = {**lineage, "version": version, "model_version": model.model_version}
+        lineage = {
+            **with_environment(lineage, model),
+            "version": version,
+            "model_version": model.model_version,
+        }
         with tempfile.TemporaryDirectory(dir=self.scratch) as tmp:
             folder = Path(tmp) / region
             folder.mkdir()
@@ -178,7 +201,7 @@ class AzureMLRegistryOps:
                 properties={"metrics": _tag(metrics, 8000), "lineage": _tag(lineage, 8000)},
             )
             created = self.ml.models.create_or_update(entity)
-        self.set_alias(region, "challenger", str(created.version))
+        self._move_alias(region, "challenger", str(created.version))
         return RegisteredVersion(
             region, str(created.version), model.model_version, f"azureml:{name}:{created.version}"
         )
@@ -188,9 +211,14 @@ class AzureMLRegistryOps:
         return str(holders[-1].version) if holders else None
 
     def set_alias(self, region: str, alias: str, version: str) -> None:
-        """Tag the new holder first, then untag the others: a reader takes the highest tagged version."""
+        """Tag the new holder first, then untag the others (a reader takes the highest tagged version);
+        under the region's lock, so concurrent moves never drop a tag or leave no holder."""
         if alias not in ALIASES:
             raise ValueError(f"unknown alias {alias!r} (known: {', '.join(ALIASES)})")
+        with self._locked(region):
+            self._move_alias(region, alias, version)
+
+    def _move_alias(self, region: str, alias: str, version: str) -> None:
         name = model_name(region)
         target = self.ml.models.get(name=name, version=version)
         target.tags = {**(target.tags or {}), alias: "true"}
@@ -222,6 +250,10 @@ class AzureMLRegistryOps:
             return joblib.load(self.download(region, version, Path(tmp)) / ARTEFACT)
 
     def record_decision(self, region: str, version: str, decision: dict) -> None:
+        with self._locked(region):
+            self._record_decision(region, version, decision)
+
+    def _record_decision(self, region: str, version: str, decision: dict) -> None:
         model = self.ml.models.get(name=model_name(region), version=version)
         outcome = (
             "forced" if decision.get("forced") else ("promoted" if decision.get("promote") else "rejected")
@@ -279,9 +311,16 @@ class AzureMLModelRegistry(ModelRegistry):
             DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name
         )
 
+    def alias_lock(self, ml_client: Any) -> BlobLeaseLock:
+        """Per-region locks: leases on blobs of the workspace's default datastore."""
+        from azure.identity import DefaultAzureCredential
+
+        return workspace_lease_lock(ml_client, DefaultAzureCredential())
+
     @property
     def ops(self) -> AzureMLRegistryOps:
-        return AzureMLRegistryOps(self.ml_client(), self.scratch_dir)
+        ml = self.ml_client()
+        return AzureMLRegistryOps(ml, self.scratch_dir, self.alias_lock(ml))
 
     def register(self, region: str, model: Any, metrics: dict, lineage: dict) -> RegisteredVersion:
         return self.ops.register(region, model, metrics, lineage)
@@ -313,8 +352,6 @@ class AzureMLModelRegistry(ModelRegistry):
 
 def azure_registry_resources() -> dict:
     """`registry` and `endpoint` for GLOBOLATTE_ENV=azure (merged into resources/azure.py)."""
-    import os
-
     from globolatte_dagster import settings
     from globolatte_dagster.resources.endpoint import DEFAULT_ENDPOINT_NAME, AzureMLScoringEndpoint
 
@@ -327,6 +364,8 @@ def azure_registry_resources() -> dict:
     return {
         "registry": AzureMLModelRegistry(**workspace, scratch_dir=scratch),
         "endpoint": AzureMLScoringEndpoint(
-            **workspace, endpoint_name=os.environ.get("AZUREML_ENDPOINT_NAME") or DEFAULT_ENDPOINT_NAME
+            **workspace,
+            endpoint_name=settings.value("AZUREML_ENDPOINT_NAME", DEFAULT_ENDPOINT_NAME),
+            auth_mode=settings.value("AZUREML_ENDPOINT_AUTH_MODE", "key"),
         ),
     }

@@ -9,8 +9,11 @@ Models: `AZUREML_MODEL_DIR` holds the champions bundle (`<region>/model.joblib`,
 
 The scoring contract is DESIGN.md's: one request, or `{"requests": [...]}` with at most 1,000. Bad input
 gets a 400 with `{"message": ...}` (malformed JSON, unknown region, a missing or ill-typed field, k out of
-range, too large a batch); an unexpected exception becomes the server's 500. `GET /score` answers the
-served model versions (used as a readiness probe).
+range, too large a batch, and the request bounds of `serving/bounds.py`: JSON nested deeper than 8
+levels, a `customer_id` that is not 1-64 printable characters, a `date` more than two years from the
+model's last landed day; a body over 2 MiB gets a 413); an unexpected exception becomes the server's 500.
+`GET /score` answers the served model versions (used as a readiness probe). `init()` refuses a bundle
+whose models were pickled by another scikit-learn major.minor (`lib.environment`), naming both versions.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from azureml_inference_server_http.api.aml_request import rawhttp  # noqa: E402
 from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: E402
 
 from globolatte_dagster.lib.contract import REGION_KEYS  # noqa: E402
+from globolatte_dagster.lib.environment import load_artefact  # noqa: E402
 from globolatte_dagster.lib.registry import ARTEFACT, MANIFEST  # noqa: E402
+from globolatte_dagster.serving.bounds import body_problem, request_problem  # noqa: E402
 
 MAX_BATCH = 1000
 MODEL_DIR_ENV = "AZUREML_MODEL_DIR"
@@ -73,14 +78,13 @@ class Scorer:
 
     @classmethod
     def from_dir(cls, model_dir: str | Path) -> Scorer:
-        import joblib
-
+        """Load every region's champion; refuse one trained with libraries this environment cannot load."""
         bundle = find_bundle(model_dir)
         models = {}
         for region in REGION_KEYS:
             path = bundle / region / ARTEFACT
             if path.exists():
-                models[region] = joblib.load(path)
+                models[region] = load_artefact(path)
         return cls(models)
 
     @property
@@ -89,10 +93,15 @@ class Scorer:
 
     def parse(self, body: bytes | str) -> tuple[list[Any], bool]:
         """(requests, is_batch) from a request body, or ScoringError."""
+        problem = body_problem(body.encode() if isinstance(body, str) else bytes(body))
+        if problem is not None:
+            raise ScoringError(problem[1], status=problem[0])
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ScoringError(f"malformed JSON: {exc}") from exc
+        except RecursionError as exc:  # bounded above; kept in case the parser's limit is lower
+            raise ScoringError("JSON nested too deeply") from exc
         if not isinstance(payload, dict):
             raise ScoringError('the body must be a JSON object: one request, or {"requests": [...]}')
         if "requests" not in payload:
@@ -115,6 +124,9 @@ class Scorer:
                 raise ScoringError(f"{where}unknown region {region!r} (known: {', '.join(REGION_KEYS)})")
             if region not in self.models:
                 raise ScoringError(f"{where}no champion model is deployed for region '{region}'", status=503)
+            problem = request_problem(req, getattr(self.models[region], "as_of", None))
+            if problem is not None:
+                raise ScoringError(f"{where}{problem}")
             try:
                 self.models[region].validate(req)
             except self._bad_request as exc:
