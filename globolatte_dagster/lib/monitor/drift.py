@@ -1,0 +1,158 @@
+"""Feature, context and prediction drift of a landed day against the serving champion's reference.
+
+- `feature` (what customers do): product mix and payment method (Jensen-Shannon), hour of day, items per
+  basket and spend per transaction (normalised Wasserstein), and the share of lines on products that the
+  reference never sold (`unseen_share`). Reference: the sales of the champion's training window
+  (`train_days` of its registry metrics).
+- `context`: the day's maximum temperature against the training window's days (normalised Wasserstein).
+- `prediction`: the products in the top lists served for the day against the top lists served over the
+  champion's hold-out days (its first served day when none were served then).
+
+A value alerts above its threshold: the configured one (0.1, Azure ML's and Evidently's default), raised to
+the reference's own spread (`distances.reference_spread`) where that is larger, so that a small region's
+sampling noise and the usual swing between weekdays or warm and cold days do not alert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+
+import pandas as pd
+
+from globolatte_dagster.lib.monitor import distances as M
+
+FEATURES: dict[str, str] = {
+    "product_id": M.JENSEN_SHANNON,
+    "payment_method": M.JENSEN_SHANNON,
+    "hour_of_day": M.WASSERSTEIN_NORMED,
+    "basket_items": M.WASSERSTEIN_NORMED,
+    "spend": M.WASSERSTEIN_NORMED,
+}
+TEMPERATURE = "temp_max_c"
+RECOMMENDED = "recommended_product"
+SIGNALS = ("feature", "context", "prediction")
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """Thresholds and windows (defaults: Azure ML's 0.1; a day compared alone)."""
+
+    threshold: float = 0.1  # distances (Jensen-Shannon, normalised Wasserstein) and the unseen share
+    window_days: int = 1  # current window: this many days up to the monitored day, pooled
+    spread_quantile: float = 1.0  # of the reference days' own values (1: the furthest reference day); 0: off
+    min_rows: int = 20  # a current window with fewer counted rows gives no row
+    reference_max_days: int = 365  # at most this many days of the training window, the latest
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The serving champion's windows: its training days and the days whose served lists stand for it."""
+
+    model_version: str
+    train_first: date
+    train_last: date
+    served_first: date
+    served_last: date
+
+
+def reference_for(
+    model_version: str, metrics: dict, first_served: date | None, max_days: int
+) -> Reference | None:
+    """The reference windows from a champion's registry metrics (None when it records no training window)."""
+    train = metrics.get("train_days") or (
+        [metrics["last_day"], metrics["last_day"]] if metrics.get("last_day") else None
+    )
+    if not train:
+        return None
+    first, last = (date.fromisoformat(str(d)[:10]) for d in train)
+    first = max(first, last - timedelta(days=max_days - 1))
+    holdout = metrics.get("holdout_days")
+    if holdout:
+        s_first, s_last = (date.fromisoformat(str(d)[:10]) for d in holdout)
+    elif first_served is not None:
+        s_first = s_last = first_served
+    else:
+        s_first = s_last = last + timedelta(days=1)
+    return Reference(model_version, first, last, s_first, s_last)
+
+
+def _by_day(counts: pd.DataFrame, first: date, last: date) -> pd.DataFrame:
+    """(day x value) counts of one feature within first..last."""
+    part = counts[(counts["day"] >= first) & (counts["day"] <= last)]
+    if part.empty:
+        return pd.DataFrame()
+    return part.pivot_table(index="day", columns="value", values="n", aggfunc="sum", fill_value=0.0)
+
+
+def _row(signal: str, feature: str, metric: str, value: float, threshold: float) -> dict:
+    return {
+        "signal": signal,
+        "feature": feature,
+        "metric": metric,
+        "value": value,
+        "threshold": threshold,
+        "alert": bool(not math.isnan(value) and value > threshold),
+    }
+
+
+def _compare(
+    signal: str, feature: str, metric: str, ref_days: pd.DataFrame, current: pd.Series, p: DriftParams
+) -> dict | None:
+    if ref_days.empty or current.sum() < p.min_rows:
+        return None
+    value = M.measure(metric, ref_days.sum(axis=0), current)
+    spread = M.reference_spread(metric, ref_days, p.window_days, p.spread_quantile)
+    threshold = p.threshold if math.isnan(spread) else max(p.threshold, spread)
+    return _row(signal, feature, metric, value, threshold)
+
+
+def window_days(day: date, landed: Sequence[date], size: int) -> tuple[date, date]:
+    """First and last day of the current window: the `size` landed days up to `day`."""
+    before = sorted(d for d in landed if d <= day)[-max(size, 1) :]
+    return (before[0] if before else day), day
+
+
+def day_drift(
+    day: date,
+    ref: Reference,
+    counts: pd.DataFrame,
+    temps: pd.Series,
+    served: pd.DataFrame,
+    landed: Sequence[date],
+    p: DriftParams | None = None,
+) -> list[dict]:
+    """The drift rows of one day (without region and day), against the champion's reference.
+
+    `counts`: `sources.feature_counts` over at least the reference and the current window; `temps`: daily
+    maximum temperature by day; `served`: `sources.served_counts` over the served reference and the day.
+    """
+    p = p or DriftParams()
+    first, last = window_days(day, landed, p.window_days)
+    rows: list[dict] = []
+    for feature, metric in FEATURES.items():
+        part = counts[counts["feature"] == feature]
+        ref_days = _by_day(part, ref.train_first, ref.train_last)
+        current = _by_day(part, first, last).sum(axis=0)
+        if (row := _compare("feature", feature, metric, ref_days, current, p)) is not None:
+            rows.append(row)
+        if feature == "product_id" and not ref_days.empty and current.sum() >= p.min_rows:
+            share = M.unseen_share(ref_days.sum(axis=0), current)
+            rows.append(_row("feature", feature, M.UNSEEN_SHARE, share, p.threshold))
+    weather = pd.DataFrame(
+        {"day": list(temps.index), "value": [str(round(float(v), 1)) for v in temps], "n": 1.0}
+    )
+    ref_days = _by_day(weather, ref.train_first, ref.train_last)
+    current = _by_day(weather, first, last).sum(axis=0)
+    one_day = replace(p, min_rows=1)  # one temperature per day
+    if (
+        row := _compare("context", TEMPERATURE, M.WASSERSTEIN_NORMED, ref_days, current, one_day)
+    ) is not None:
+        rows.append(row)
+    ref_served = _by_day(served, ref.served_first, min(ref.served_last, day - timedelta(days=1)))
+    cur_served = _by_day(served, day, day).sum(axis=0)
+    if (row := _compare("prediction", RECOMMENDED, M.JENSEN_SHANNON, ref_served, cur_served, p)) is not None:
+        rows.append(row)
+    return rows
