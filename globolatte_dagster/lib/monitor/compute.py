@@ -77,7 +77,8 @@ def performance(
         return result
     earlier = _stored(query, region, min(days) - timedelta(days=p.rolling_days), max(days))
     earlier = earlier[~pd.to_datetime(earlier["day"]).dt.date.isin(set(result.rows))]
-    table = pd.concat([earlier, new], ignore_index=True).sort_values(["day", "list"], ignore_index=True)
+    parts = [f for f in (earlier, new) if len(f)]
+    table = pd.concat(parts, ignore_index=True).sort_values(["day", "list"], ignore_index=True)
 
     def holdout(version: str | None, list_name: str) -> float | None:
         metrics = metrics_of(version) if version else None
@@ -129,7 +130,11 @@ def drift(
     if not refs:
         return result
     first = min(min(r.train_first for r in refs.values()), min(refs) - timedelta(days=p.window_days + 7))
-    counts = S.feature_counts(query, region, first, max(refs))
+    history = S.load_history(query, region, first - timedelta(days=Dr.REPEAT_LOOKBACK_DAYS), max(refs))
+    counts = pd.concat(
+        [S.feature_counts(query, region, first, max(refs)), Dr.repeat_counts(history, first, max(refs))],
+        ignore_index=True,
+    )
     temps = S.temperatures(query, region, first, max(refs))
     served = S.served_counts(query, region, min(r.served_first for r in refs.values()), max(refs))
     for day, ref in refs.items():

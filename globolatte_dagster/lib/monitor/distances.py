@@ -78,7 +78,24 @@ def reference_spread(metric: str, by_day: pd.DataFrame, window: int, quantile: f
     if len(by_day) < 2 or quantile <= 0:
         return math.nan
     pooled = by_day.sum(axis=0)
-    rolled = by_day.rolling(max(window, 1), min_periods=1).sum()
+    window = max(1, min(window, len(by_day) - 1))
+    rolled = by_day.rolling(window, min_periods=window).sum().dropna()
     values = [measure(metric, pooled, row) for _, row in rolled.iterrows()]
     values = [v for v in values if not math.isnan(v)]
     return float(np.quantile(values, min(quantile, 1.0))) if values else math.nan
+
+
+def sampling_spread(metric: str, reference: pd.Series, n: float, quantile: float, draws: int = 100) -> float:
+    """The `quantile` of the measure between the reference and samples of `n` rows drawn from it (seeded).
+
+    What a current window of this size shows by chance alone: a small region's day of a hundred sales lines
+    lies further from any reference than a large region's does.
+    """
+    total = float(reference.sum())
+    if total <= 0 or n < 1 or quantile <= 0:
+        return math.nan
+    rng = np.random.default_rng(0)
+    probs = reference.to_numpy(float) / total
+    samples = rng.multinomial(round(n), probs, size=draws)
+    values = [measure(metric, reference, pd.Series(s, index=reference.index, dtype=float)) for s in samples]
+    return float(np.quantile(values, min(quantile, 1.0)))

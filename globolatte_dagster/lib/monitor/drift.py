@@ -1,6 +1,7 @@
 """Feature, context and prediction drift of a landed day against the serving champion's reference.
 
-- `feature` (what customers do): product mix and payment method (Jensen-Shannon), hour of day, items per
+- `feature` (what customers do): product mix, repeat purchases (the share of a day's loyalty lines on a
+  product the customer had bought in the 28 days before) and payment method (Jensen-Shannon), hour of day, items per
   basket and spend per transaction (normalised Wasserstein), and the share of lines on products that the
   reference never sold (`unseen_share`). Reference: the sales of the champion's training window
   (`train_days` of its registry metrics).
@@ -20,12 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
 from globolatte_dagster.lib.monitor import distances as M
+from globolatte_dagster.lib.recommend.data import History
 
 FEATURES: dict[str, str] = {
     "product_id": M.JENSEN_SHANNON,
+    "repeat_purchase": M.JENSEN_SHANNON,
     "payment_method": M.JENSEN_SHANNON,
     "hour_of_day": M.WASSERSTEIN_NORMED,
     "basket_items": M.WASSERSTEIN_NORMED,
@@ -33,6 +37,7 @@ FEATURES: dict[str, str] = {
 }
 TEMPERATURE = "temp_max_c"
 RECOMMENDED = "recommended_product"
+REPEAT_LOOKBACK_DAYS = 28
 SIGNALS = ("feature", "context", "prediction")
 
 
@@ -41,8 +46,9 @@ class DriftParams:
     """Thresholds and windows (defaults: Azure ML's 0.1; a day compared alone)."""
 
     threshold: float = 0.1  # distances (Jensen-Shannon, normalised Wasserstein) and the unseen share
-    window_days: int = 1  # current window: this many days up to the monitored day, pooled
+    window_days: int = 3  # current window: this many landed days up to the monitored day, pooled
     spread_quantile: float = 1.0  # of the reference days' own values (1: the furthest reference day); 0: off
+    noise_quantile: float = 0.99  # of samples of the current window's size drawn from the reference; 0: off
     min_rows: int = 20  # a current window with fewer counted rows gives no row
     reference_max_days: int = 365  # at most this many days of the training window, the latest
 
@@ -99,14 +105,51 @@ def _row(signal: str, feature: str, metric: str, value: float, threshold: float)
 
 
 def _compare(
-    signal: str, feature: str, metric: str, ref_days: pd.DataFrame, current: pd.Series, p: DriftParams
+    signal: str,
+    feature: str,
+    metric: str,
+    ref_days: pd.DataFrame,
+    current: pd.Series,
+    p: DriftParams,
+    sampled: bool = True,
 ) -> dict | None:
     if ref_days.empty or current.sum() < p.min_rows:
         return None
-    value = M.measure(metric, ref_days.sum(axis=0), current)
-    spread = M.reference_spread(metric, ref_days, p.window_days, p.spread_quantile)
-    threshold = p.threshold if math.isnan(spread) else max(p.threshold, spread)
+    pooled = ref_days.sum(axis=0)
+    value = M.measure(metric, pooled, current)
+    spreads = [
+        M.reference_spread(metric, ref_days, p.window_days, p.spread_quantile),
+        M.sampling_spread(metric, pooled, float(current.sum()), p.noise_quantile) if sampled else math.nan,
+    ]
+    threshold = max([p.threshold, *(s for s in spreads if not math.isnan(s))])
     return _row(signal, feature, metric, value, threshold)
+
+
+def repeat_counts(
+    history: History, first: date, last: date, lookback_days: int = REPEAT_LOOKBACK_DAYS
+) -> pd.DataFrame:
+    """(feature='repeat_purchase', day, value, n): a day's loyalty lines on a product that the customer had
+    bought in the `lookback_days` before (`repeat`) or not (`new`), from first to last.
+
+    The product mix of a whole region can stay put while most customers change what they buy (a taste shift
+    swaps favourites between customers); this joint feature of customer and product moves.
+    """
+    if not len(history.day):
+        return pd.DataFrame(columns=["feature", "day", "value", "n"])
+    order = np.lexsort((history.day, history.prod, history.cust))
+    cust, prod, day = history.cust[order], history.prod[order], history.day[order]
+    same = np.r_[False, (cust[1:] == cust[:-1]) & (prod[1:] == prod[:-1])]
+    gap = np.r_[np.inf, np.diff(day).astype(float)]
+    repeat = same & (gap <= lookback_days)
+    # a day needs the whole look-back before it: the first days of a history would all look new
+    start = max(first.toordinal(), int(history.day.min()) + lookback_days)
+    keep = (day >= start) & (day <= last.toordinal())
+    frame = pd.DataFrame({"day": day[keep], "value": np.where(repeat[keep], "repeat", "new")})
+    out = frame.groupby(["day", "value"]).size().rename("n").reset_index()
+    out["day"] = [date.fromordinal(int(d)) for d in out["day"]]
+    out["n"] = out["n"].astype(float)
+    out.insert(0, "feature", "repeat_purchase")
+    return out
 
 
 def window_days(day: date, landed: Sequence[date], size: int) -> tuple[date, date]:

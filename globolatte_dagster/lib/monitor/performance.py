@@ -12,7 +12,8 @@ discover list it is popularity).
 
 `rolling_alerts` is the rule the asset check applies to the last `rolling_days` days, customer-days pooled:
 - error: the served lists are below popularity beyond noise;
-- warn: below repeat beyond noise, or below the champion's own hold-out figure by more than `margin`.
+- warn: below repeat beyond noise, or below the champion's own hold-out figure by more than `margin` beyond
+  noise.
 "Beyond noise" is a one-sided z-test on the pooled proportions (`z` standard errors, the rows treated as
 independent, which only widens the interval: the pairs are positively correlated).
 """
@@ -81,7 +82,14 @@ def day_performance(
             if got:
                 rows_idx.append(r)
                 want.append(got)
-        row = {"list": list_name, "customers": len(rows_idx), CHAMPION: None, REPEAT: None, POPULARITY: None}
+        row = {
+            "list": list_name,
+            "customers": len(rows_idx),
+            CHAMPION: None,
+            REPEAT: None,
+            POPULARITY: None,
+            "alert": None,
+        }
         row["champion_version"] = served_version(served, list_name)
         if rows_idx:
             idx = np.array(rows_idx)
@@ -131,7 +139,7 @@ def rolling_verdict(
     reasons = []
     if _below(c, r, n, p.z):
         reasons.append(f"below repeat {r:.3f}")
-    if not math.isnan(bar) and c < bar - p.margin:
+    if not math.isnan(bar) and c < bar - p.margin - p.z * math.sqrt(c * (1 - c) / n):
         reasons.append(f"below its hold-out figure {bar:.3f} by more than {p.margin:.2f}")
     return f"warn: {c:.3f} " + " and ".join(reasons) + f" over {int(n)} customer-days" if reasons else None
 

@@ -126,7 +126,14 @@ def served_lists(query: Query, region: str, day: date) -> pd.DataFrame:
 
 def served_counts(query: Query, region: str, first: date, last: date) -> pd.DataFrame:
     """(day, value=product_id, n) of the top lists served for first..last."""
-    return _lower(query(SERVED_COUNTS_SQL, [region, first.isoformat(), last.isoformat()]))
+    return _counts(_lower(query(SERVED_COUNTS_SQL, [region, first.isoformat(), last.isoformat()])))
+
+
+def _counts(out: pd.DataFrame) -> pd.DataFrame:
+    out["day"] = [pd.Timestamp(d).date() for d in out["day"]]
+    out["value"] = out["value"].astype(str)
+    out["n"] = pd.to_numeric(out["n"]).astype(float)
+    return out
 
 
 def first_served(query: Query, region: str, model_version: str) -> date | None:
@@ -143,11 +150,7 @@ def feature_counts(query: Query, region: str, first: date, last: date) -> pd.Dat
     params: list = []
     for _ in range(5):
         params += [region, first.isoformat(), last.isoformat()]
-    out = _lower(query(FEATURE_COUNTS_SQL, params))
-    out["day"] = [pd.Timestamp(d).date() for d in out["day"]]
-    out["value"] = out["value"].astype(str)
-    out["n"] = pd.to_numeric(out["n"]).astype(float)
-    return out
+    return _counts(_lower(query(FEATURE_COUNTS_SQL, params)))
 
 
 def temperatures(query: Query, region: str, first: date, last: date) -> pd.Series:
