@@ -1,9 +1,10 @@
 """Feature, context and prediction drift of a landed day against the serving champion's reference.
 
 - `feature` (what customers do): product mix, repeat purchases (the share of a day's loyalty lines on a
-  product the customer had bought in the 28 days before) and payment method (Jensen-Shannon), hour of day, items per
-  basket and spend per transaction (normalised Wasserstein), and the share of lines on products that the
-  reference never sold (`unseen_share`). Reference: the sales of the champion's training window
+  product the customer had bought in the 28 days before) and payment method (Jensen-Shannon), hour of day,
+  items per basket and spend per transaction (normalised Wasserstein), the share of lines on products that the
+  reference never sold (`unseen_share`) and the share of lines whose price per item is `REPRICED` or more off
+  the product's average in the reference (`repriced_share`). Reference: the sales of the champion's training window
   (`train_days` of its registry metrics).
 - `context`: the day's maximum temperature against the training window's days (normalised Wasserstein).
 - `prediction`: the products in the top lists served for the day against the top lists served over the
@@ -38,6 +39,7 @@ FEATURES: dict[str, str] = {
 TEMPERATURE = "temp_max_c"
 RECOMMENDED = "recommended_product"
 REPEAT_LOOKBACK_DAYS = 28
+REPRICED = 0.05  # a line is repriced when its price per item is this far (relative) from the reference's
 SIGNALS = ("feature", "context", "prediction")
 
 
@@ -152,6 +154,41 @@ def repeat_counts(
     return out
 
 
+def repriced_share(reference: pd.DataFrame, current: pd.DataFrame) -> float:
+    """Share of the current lines whose price per item is REPRICED or more off the product's reference mean.
+
+    Both frames hold (product_id, price, n); products the reference never sold are left out.
+    """
+    ref = (
+        reference.assign(total=reference["price"] * reference["n"])
+        .groupby("product_id")[["total", "n"]]
+        .sum()
+    )
+    mean = ref["total"] / ref["n"]
+    cur = current[current["product_id"].isin(mean.index)]
+    if cur["n"].sum() <= 0:
+        return math.nan
+    usual = mean.reindex(cur["product_id"]).to_numpy(float)
+    off = (cur["price"].to_numpy(float) / usual - 1).__abs__() >= REPRICED
+    return float(cur["n"].to_numpy(float)[off].sum() / cur["n"].sum())
+
+
+def _prices(counts: pd.DataFrame, first: date, last: date) -> pd.DataFrame:
+    part = counts[(counts["feature"] == "product_price") & (counts["day"] >= first) & (counts["day"] <= last)]
+    split = part["value"].str.rsplit("|", n=1, expand=True)
+    if split.empty:
+        return pd.DataFrame(columns=["product_id", "price", "n"])
+    return pd.DataFrame({"product_id": split[0], "price": pd.to_numeric(split[1]), "n": part["n"].to_numpy()})
+
+
+def _repriced(counts: pd.DataFrame, ref: Reference, first: date, last: date, p: DriftParams) -> dict | None:
+    current = _prices(counts, first, last)
+    reference = _prices(counts, ref.train_first, ref.train_last)
+    if reference.empty or current["n"].sum() < p.min_rows:
+        return None
+    return _row("feature", "unit_price", "repriced_share", repriced_share(reference, current), p.threshold)
+
+
 def window_days(day: date, landed: Sequence[date], size: int) -> tuple[date, date]:
     """First and last day of the current window: the `size` landed days up to `day`."""
     before = sorted(d for d in landed if d <= day)[-max(size, 1) :]
@@ -184,6 +221,8 @@ def day_drift(
         if feature == "product_id" and not ref_days.empty and current.sum() >= p.min_rows:
             share = M.unseen_share(ref_days.sum(axis=0), current)
             rows.append(_row("feature", feature, M.UNSEEN_SHARE, share, p.threshold))
+    if (row := _repriced(counts, ref, first, last, p)) is not None:
+        rows.append(row)
     weather = pd.DataFrame(
         {"day": list(temps.index), "value": [str(round(float(v), 1)) for v in temps], "n": 1.0}
     )

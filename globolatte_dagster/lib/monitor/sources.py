@@ -47,7 +47,7 @@ SERVED_COUNTS_SQL = (
     "GROUP BY for_date, product_id"
 )
 FIRST_SERVED_SQL = f"SELECT MIN(for_date) AS first_day FROM {_M} WHERE region = ? AND model_version = ?"
-# One row per (feature, day, value): counts of sales lines (product, payment, hour) and of transactions
+# One row per (feature, day, value): counts of sales lines (product, payment, hour, product and price paid per item) and of transactions
 # (basket size in items, spend rounded to 0.1 of the local currency).
 FEATURE_COUNTS_SQL = f"""
 SELECT 'product_id' AS feature, day, product_id AS value, COUNT(*) AS n
@@ -58,6 +58,9 @@ FROM {_S} WHERE region = ? AND {_BETWEEN} GROUP BY day, payment_method
 UNION ALL
 SELECT 'hour_of_day', day, CAST(EXTRACT(HOUR FROM transaction_date) AS VARCHAR), COUNT(*)
 FROM {_S} WHERE region = ? AND {_BETWEEN} GROUP BY day, EXTRACT(HOUR FROM transaction_date)
+UNION ALL
+SELECT 'product_price', day, product_id || '|' || CAST(ROUND(total_price / quantity, 2) AS VARCHAR), COUNT(*)
+FROM {_S} WHERE region = ? AND {_BETWEEN} GROUP BY day, product_id, ROUND(total_price / quantity, 2)
 UNION ALL
 SELECT 'basket_items', day, CAST(items AS VARCHAR), COUNT(*)
 FROM (SELECT day, transaction_id, SUM(quantity) AS items FROM {_S} WHERE region = ? AND {_BETWEEN}
@@ -148,7 +151,7 @@ def first_served(query: Query, region: str, model_version: str) -> date | None:
 def feature_counts(query: Query, region: str, first: date, last: date) -> pd.DataFrame:
     """(feature, day, value, n) of the sales features over first..last (see FEATURE_COUNTS_SQL)."""
     params: list = []
-    for _ in range(5):
+    for _ in range(6):
         params += [region, first.isoformat(), last.isoformat()]
     return _counts(_lower(query(FEATURE_COUNTS_SQL, params)))
 
