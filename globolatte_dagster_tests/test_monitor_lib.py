@@ -177,3 +177,12 @@ def test_units_behind_names_the_unit_that_stopped():
     latest = {"america": "2025-03-10", "canada": "2025-03-10", "mexico": "2025-03-07"}
     assert units_behind(latest) == {"mexico": 3}
     assert units_behind({**latest, "mexico": "2025-03-09"}) == {}
+
+
+@pytest.mark.parametrize("metric", [M.JENSEN_SHANNON, M.WASSERSTEIN_NORMED])
+def test_the_vectorised_measure_equals_scipy(metric):
+    rng = np.random.default_rng(3)
+    reference = pd.Series(rng.integers(1, 50, 12).astype(float), index=[str(v) for v in range(0, 24, 2)])
+    rows = rng.integers(0, 30, (5, 12)).astype(float)
+    expected = [M.measure(metric, reference, pd.Series(r, index=reference.index)) for r in rows]
+    assert M.batch(metric, reference, rows) == pytest.approx(expected, rel=1e-9)

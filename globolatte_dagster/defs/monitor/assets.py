@@ -11,6 +11,7 @@ trigger the region's retraining (`defs/monitor/automation.py`).
 from datetime import date
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from globolatte_dagster.defs.monitor import checks as K
@@ -106,6 +107,8 @@ class QualityConfig(MonitorConfig):
 def _days(config: MonitorConfig, warehouse: Warehouse, table: Table, region: str) -> list[date]:
     warehouse.ensure_tables([table])
     landed = S.landed_days(warehouse.query, region)
+    if not landed:
+        raise dg.Failure(description=f"no sales have landed for region '{region}': nothing to monitor")
     requested = [date.fromisoformat(d) for d in config.days]
     unknown = sorted(set(requested) - set(landed))
     if unknown:
@@ -118,10 +121,16 @@ def _days(config: MonitorConfig, warehouse: Warehouse, table: Table, region: str
 
 
 def _write(warehouse: Warehouse, table: Table, region: str, result: C.Result) -> int:
-    rows = 0
-    for day, frame in sorted(result.rows.items()):
-        rows += warehouse.replace_rows(table, frame, {"region": region, "day": day.isoformat()})
-    return rows
+    """The region's rows with the monitored days' rows replaced, written in one transaction."""
+    if not result.rows:
+        return 0
+    kept = K.stored(warehouse, table, region)
+    kept = kept[~kept["day"].isin(set(result.rows))]
+    new = result.frame(table.column_names)
+    frame = pd.concat([f for f in (kept, new) if len(f)], ignore_index=True)
+    frame["day"] = pd.to_datetime(frame["day"])
+    warehouse.replace_rows(table, frame[table.column_names], {"region": region})
+    return len(new)
 
 
 def metrics_of(registry: ModelRegistry, region: str) -> C.MetricsOf:

@@ -136,7 +136,10 @@ def drift(
         ignore_index=True,
     )
     temps = S.temperatures(query, region, first, max(refs))
-    served = S.served_counts(query, region, min(r.served_first for r in refs.values()), max(refs))
+    served_from = min(
+        min(r.served_first for r in refs.values()), *(r.first_served or max(refs) for r in refs.values())
+    )
+    served = S.served_counts(query, region, served_from, max(refs))
     for day, ref in refs.items():
         rows = Dr.day_drift(day, ref, counts, temps, served, landed, p)
         result.rows[day] = _frame(rows, region, day, DRIFT.column_names)

@@ -64,6 +64,7 @@ class Reference:
     train_last: date
     served_first: date
     served_last: date
+    first_served: date | None = None  # the champion's first served day
 
 
 def reference_for(
@@ -77,14 +78,9 @@ def reference_for(
         return None
     first, last = (date.fromisoformat(str(d)[:10]) for d in train)
     first = max(first, last - timedelta(days=max_days - 1))
-    holdout = metrics.get("holdout_days")
-    if holdout:
-        s_first, s_last = (date.fromisoformat(str(d)[:10]) for d in holdout)
-    elif first_served is not None:
-        s_first = s_last = first_served
-    else:
-        s_first = s_last = last + timedelta(days=1)
-    return Reference(model_version, first, last, s_first, s_last)
+    holdout = metrics.get("holdout_days") or [last.isoformat(), last.isoformat()]
+    s_first, s_last = (date.fromisoformat(str(d)[:10]) for d in holdout)
+    return Reference(model_version, first, last, s_first, s_last, first_served)
 
 
 def _by_day(counts: pd.DataFrame, first: date, last: date) -> pd.DataFrame:
@@ -233,7 +229,11 @@ def day_drift(
         row := _compare("context", TEMPERATURE, M.WASSERSTEIN_NORMED, ref_days, current, one_day)
     ) is not None:
         rows.append(row)
-    ref_served = _by_day(served, ref.served_first, min(ref.served_last, day - timedelta(days=1)))
+    # the lists served on the champion's hold-out days; when none were, those of its first served day
+    before = day - timedelta(days=1)
+    ref_served = _by_day(served, ref.served_first, min(ref.served_last, before))
+    if ref_served.empty and ref.first_served is not None and ref.first_served <= before:
+        ref_served = _by_day(served, ref.first_served, ref.first_served)
     cur_served = _by_day(served, day, day).sum(axis=0)
     if (row := _compare("prediction", RECOMMENDED, M.JENSEN_SHANNON, ref_served, cur_served, p)) is not None:
         rows.append(row)
