@@ -7,6 +7,7 @@ export GLOBOLATTE_HOME ?= $(CURDIR)/.globolatte
 export DAGSTER_HOME ?= $(GLOBOLATTE_HOME)/dagster_home
 LIVE_INTERVAL ?= 60
 SERVE_PORT ?= 8765
+UI_PORT ?= 3000
 PYTEST_ARGS ?=
 
 .PHONY: install dev demo test lint bench tools services clean
@@ -38,12 +39,9 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/globolatte simulate --if-empty
-	@echo "Dagster UI: http://127.0.0.1:3000  (simulator adds a day every $(LIVE_INTERVAL) s)"
+	@echo "Dagster UI: http://127.0.0.1:$(UI_PORT)  (simulator adds a day every $(LIVE_INTERVAL) s)"
 	@echo "Scoring endpoint: http://127.0.0.1:$(SERVE_PORT)/score once the first champion is registered"
-	@trap 'kill 0' EXIT INT TERM; \
-	  $(BIN)/globolatte simulate --live --interval $(LIVE_INTERVAL) & \
-	  $(BIN)/globolatte serve --wait --port $(SERVE_PORT) & \
-	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	@BIN=$(BIN) LIVE_INTERVAL=$(LIVE_INTERVAL) SERVE_PORT=$(SERVE_PORT) UI_PORT=$(UI_PORT) bash deploy/local/dev.sh
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/globolatte simulate --if-empty --days 60 --customers 500

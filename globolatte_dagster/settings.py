@@ -30,6 +30,11 @@ SETTINGS: tuple[Setting, ...] = (
         "a state set in the UI wins",
     ),
     Setting(
+        "GLOBOLATTE_FIRST_DAY",
+        "first partition day (YYYY-MM-DD, default 2015-01-01): a landed day before it is reported as "
+        "stray, not loaded",
+    ),
+    Setting(
         "GLOBOLATTE_HASH_KEY",
         "key of the email hash in core/customers (generated under GLOBOLATTE_HOME when unset locally)",
         secret=True,
@@ -80,6 +85,28 @@ def home() -> Path:
 def landing_dir() -> Path:
     value = os.environ.get("GLOBOLATTE_LANDING")
     return Path(value).resolve() if value else home() / "landing"
+
+
+DEFAULT_FIRST_DAY = "2015-01-01"
+
+
+def first_day() -> str:
+    """The first day of the region x day partitions (GLOBOLATTE_FIRST_DAY), as YYYY-MM-DD.
+
+    Read when the definitions load (and by the sensors and `globolatte run`), never at import.
+    """
+    from datetime import date
+
+    value = os.environ.get("GLOBOLATTE_FIRST_DAY", "").strip() or DEFAULT_FIRST_DAY
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or len(value) != 10:
+        raise ValueError(f"GLOBOLATTE_FIRST_DAY must be a YYYY-MM-DD day, not '{value}'")
+    if parsed > date.today():
+        raise ValueError(f"GLOBOLATTE_FIRST_DAY {value} is in the future")
+    return parsed.isoformat()
 
 
 def automation_on() -> bool:

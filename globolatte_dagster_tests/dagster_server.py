@@ -15,7 +15,8 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPOSITORY = "__repository__"
-LOCATION = "globolatte_dagster.definitions"
+MODULE = "globolatte_dagster.definitions"
+LOCATION = "globolatte_dagster"  # workspace.yaml's location_name, the project's code_location_name
 
 
 def free_port() -> int:
@@ -45,8 +46,15 @@ class DagsterServer:
 
     def start(self, timeout: float = 240) -> DagsterServer:
         dagster = Path(sys.executable).parent / "dagster"
+        # the repository's workspace.yaml, with this checkout's folder: the same location name as `make dev`
+        workspace = self.home / "workspace.yaml"
+        workspace.write_text(
+            "load_from:\n  - python_module:\n"
+            f"      module_name: {MODULE}\n      working_directory: {self.cwd}\n"
+            f"      location_name: {LOCATION}\n"
+        )
         self.proc = subprocess.Popen(
-            [str(dagster), "dev", "-m", LOCATION, "-h", "127.0.0.1", "-p", str(self.port)],
+            [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(self.port)],
             cwd=self.cwd,
             env=self.env,
             stdout=self.log,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import pytest
 
 from globolatte_dagster.lib import contract
-from globolatte_dagster.lib.ingest import FileRejected, LandedFile, validate_sales
+from globolatte_dagster.lib.ingest import FileRejected, LandedFile, parse_weather, validate_sales
 
 HEADER = (
     "transaction_id,business_unit,product_id,customer_id,quantity,total_price,transaction_date,payment_method"
@@ -131,6 +132,53 @@ def test_unusable_files_raise_with_the_file_name(data, problem):
     with pytest.raises(FileRejected, match=problem) as err:
         validate_sales([LandedFile("sales/canada/2025-06-01/x.csv", "canada", DAY, data)], ["P1"])
     assert err.value.path == "sales/canada/2025-06-01/x.csv"
+
+
+def test_any_parser_exception_names_the_file(monkeypatch):
+    """Whatever a parser raises (here Arrow, on a file it cannot read), the error names the file."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    def broken(*args, **kwargs):
+        raise pa.ArrowInvalid("CSV parse error: straddling object straddles two block boundaries")
+
+    monkeypatch.setattr(pacsv, "read_csv", broken)
+    with pytest.raises(FileRejected, match="straddling") as err:
+        validate_sales([_file("T1,BU_CA,P1,C1,1,3,2025-06-01 08:00:00,cash")], ["P1"])
+    assert err.value.path == "sales/canada/2025-06-01/a.csv"
+    assert str(err.value).startswith("sales/canada/2025-06-01/a.csv: could not be parsed (ArrowInvalid")
+
+
+WEATHER_HEADER = "date,temp_max_c,temp_min_c,precip_mm\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ("2025-06-01,NaN,10,0", "temp_max_c 'NaN' is not a finite number"),
+        ("2025-06-01,inf,10,0", "temp_max_c 'inf' is not a finite number"),
+        ("2025-06-01,25,-inf,0", "temp_min_c '-inf' is not a finite number"),
+        ("2025-06-01,61,10,0", "temp_max_c 61.0 is outside -60..60 °C"),
+        ("2025-06-01,20,-61,0", "temp_min_c -61.0 is outside -60..60 °C"),
+        ("2025-06-01,20,10,-0.5", "precip_mm -0.5 is negative"),
+        ("2025-06-01,10,20,0", "temp_min_c 20.0 is above temp_max_c 10.0"),
+        ("2025-06-01,warm,10,0", "temp_max_c 'warm' is not a number"),
+        ("2025-06-02,20,10,0", "does not match the file name day"),
+    ],
+)
+def test_weather_values_are_validated_with_a_reason(row, problem):
+    lf = LandedFile("weather/canada/2025-06-01.csv", "canada", DAY, (WEATHER_HEADER + row + "\n").encode())
+    with pytest.raises(FileRejected, match=re.escape(problem)) as err:
+        parse_weather(lf)
+    assert err.value.path == "weather/canada/2025-06-01.csv"
+
+
+def test_valid_weather_and_unmeasured_values_load():
+    lf = LandedFile(
+        "weather/canada/2025-06-01.csv", "canada", DAY, (WEATHER_HEADER + "2025-06-01,-12.5,-20,\n").encode()
+    )
+    row = parse_weather(lf).iloc[0]
+    assert (row["temp_max_c"], row["temp_min_c"], row["precip_mm"]) == (-12.5, -20.0, None)
 
 
 @pytest.mark.parametrize(

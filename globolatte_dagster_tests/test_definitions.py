@@ -52,3 +52,56 @@ def test_unknown_environment_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("GLOBOLATTE_ENV", "staging")
     with pytest.raises(ValueError, match="local' or 'azure"):
         settings.env()
+
+
+def _first_day(defs: dg.Definitions, key: list[str]) -> str:
+    multi = defs.resolve_asset_graph().get(dg.AssetKey(key)).partitions_def
+    return next(d.partitions_def for d in multi.partitions_defs if d.name == "day").get_first_partition_key()
+
+
+def test_the_first_partition_day_is_read_when_the_definitions_load(monkeypatch):
+    import importlib
+
+    import globolatte_dagster.defs.ingestion.assets as raw_module
+    import globolatte_dagster.defs.partitions as partitions_module
+    from globolatte_dagster.definitions import defs as load
+
+    monkeypatch.setenv("GLOBOLATTE_FIRST_DAY", "not-a-day")
+    for module in (partitions_module, raw_module):
+        importlib.reload(module)  # importing reads no environment
+    with pytest.raises(Exception) as err:  # Dagster wraps it with the module that failed to load
+        load()
+    causes = [err.value]
+    while causes[-1].__cause__ is not None:
+        causes.append(causes[-1].__cause__)
+    assert any(
+        isinstance(c, ValueError)
+        and "GLOBOLATTE_FIRST_DAY must be a YYYY-MM-DD day, not 'not-a-day'" in str(c)
+        for c in causes
+    )
+
+    monkeypatch.setenv("GLOBOLATTE_FIRST_DAY", "2019-03-01")
+    loaded = load()
+    assert _first_day(loaded, ["raw", "sales"]) == "2019-03-01"
+    assert _first_day(loaded, ["raw", "weather"]) == "2019-03-01"
+    monkeypatch.delenv("GLOBOLATTE_FIRST_DAY")
+    assert _first_day(load(), ["raw", "sales"]) < "2023-01-01"  # the default reaches well before 2023
+
+
+def test_every_warehouse_table_exists_before_its_feed_lands(tmp_path):
+    """No weather has landed: the features' LEFT JOIN raw.weather still finds the (empty) table."""
+    from globolatte_dagster.resources.warehouse import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(database=str(tmp_path / "wh.duckdb"))
+    with dg.build_resources({"warehouse": warehouse}) as built:
+        tables = built.warehouse.query(
+            "SELECT table_schema || '.' || table_name AS t FROM information_schema.tables"
+        )["t"].tolist()
+        assert {f"{s}.{t}" for s, t in TABLES} <= set(tables)
+        assert {
+            "raw.weather",
+            "core.customer_features",
+            "ml.customer_segments",
+            "mart.recommendations",
+        } <= set(tables)
+        assert built.warehouse.query("SELECT count(*) AS n FROM raw.weather")["n"].iloc[0] == 0

@@ -107,8 +107,21 @@ def test_failure_midway_leaves_the_previous_rows(landing, resources, warehouse_p
         (b"transaction_id,product_id\nT1,P001\n", "missing required columns"),
         (b"\xff\xfe" + "transaction_id".encode("utf-16-le"), "not UTF-8"),
         ("transaction_id;x\n".encode("latin-1") + b"caf\xe9\n", "not UTF-8"),
+        (SAMPLE_EXPORT.replace(b"\n", b"\r"), "CR-only line endings"),
+        (SAMPLE_EXPORT + b"T9," + b"x" * 5_000_000 + b"\n", "5,000,003 bytes long"),
+        (SAMPLE_EXPORT.splitlines()[0] + b"\n" + b"y" * 5_000_000, "5,000,000 bytes long"),
     ],
-    ids=["empty", "binary", "semicolons", "missing-columns", "utf16", "latin1"],
+    ids=[
+        "empty",
+        "binary",
+        "semicolons",
+        "missing-columns",
+        "utf16",
+        "latin1",
+        "cr-only",
+        "5mb-line",
+        "5mb-no-newline",
+    ],
 )
 def test_unparseable_file_fails_the_partition_naming_the_file_and_loads_nothing(
     landing, resources, warehouse_path, content, problem
@@ -160,10 +173,30 @@ def test_valid_files_beyond_the_simulator_load(landing, resources, warehouse_pat
     w = dg.materialize(
         [weather], resources=resources, partition_key=str(region_day_key("canada", "2025-02-03"))
     )
-    assert (
-        "canada|2025-02-03"
-        in w.get_asset_materialization_events()[0].materialization.metadata["days_missing"].value
+    meta = w.get_asset_materialization_events()[0].materialization.metadata
+    assert "canada|2025-02-03" in meta["days_missing"].value
+    assert meta["weather"].value == "no weather: no usable file for these days"
+
+
+def test_invalid_weather_values_are_rejected_with_the_reason_on_the_asset_page(
+    landing, resources, warehouse_path
+):
+    header = b"date,temp_max_c,temp_min_c,precip_mm\n"
+    landing.write_bytes("weather/mexico/2025-05-01.csv", header + b"2025-05-01,29,14,0\n")
+    landing.write_bytes("weather/mexico/2025-05-02.csv", header + b"2025-05-02,NaN,14,0\n")
+    landing.write_bytes("weather/mexico/2025-05-03.csv", header + b"2025-05-03,95,14,0\n")  # Fahrenheit?
+    landing.write_bytes("weather/mexico/2025-05-04.csv", header + b"2025-05-04,25,14,-3\n")
+    result = dg.materialize(
+        [weather], resources=resources, tags=region_days_tags("mexico", "2025-05-01", "2025-05-04")
     )
+    loaded = _table(warehouse_path, "SELECT CAST(day AS VARCHAR) AS day FROM raw.weather")
+    assert loaded["day"].tolist() == ["2025-05-01"]
+    check = result.get_asset_check_evaluations()[0]
+    assert check.check_name == "values_valid" and not check.passed
+    reasons = check.metadata["reasons"].value
+    assert "weather/mexico/2025-05-02.csv: line 2: temp_max_c 'NaN' is not a finite number" in reasons
+    assert "weather/mexico/2025-05-03.csv: line 2: temp_max_c 95.0 is outside -60..60 °C" in reasons
+    assert "weather/mexico/2025-05-04.csv: line 2: precip_mm -3.0 is negative" in reasons
 
 
 def test_calendar_marks_national_holidays_per_country(resources, warehouse_path):

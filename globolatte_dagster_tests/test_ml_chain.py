@@ -194,11 +194,15 @@ def test_new_sales_refresh_downstream_once_per_day():
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first.total_requested == 0  # nothing landed yet
 
+    for reference in refs:  # the features wait for the catalogue and the calendar (issue 14)
+        instance.report_runless_asset_event(dg.AssetMaterialization(reference.key))
     instance.report_runless_asset_event(
         dg.AssetMaterialization(["raw", "sales"], partition=str(region_day_key("canada", "2025-01-05")))
     )
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(key) == {"canada"}
+    # the requested run succeeds (a failed one would be retried: see test_automation.py)
+    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition="canada"))
 
     instance.report_runless_asset_event(
         dg.AssetMaterialization(["raw", "sales"], partition=str(region_day_key("canada", "2025-01-06")))

@@ -144,12 +144,15 @@ def test_stability_without_a_previous_run_is_none():
     assert S.stability(pd.DataFrame({"customer_id": ["A"], "segment": [0]}), empty) == (None, 0)
 
 
-def test_too_few_customers_is_a_clear_error():
+def test_one_or_two_customers_make_one_segment_and_none_is_a_clear_error():
     h, _ = planted(n_per=1, days=1, visit_p=1.0)
     mix = S.purchase_mix(h)
-    one = S.PurchaseMix(mix.customers[:1], mix.visits[:1], {n: b.iloc[:1] for n, b in mix.blocks.items()})
-    with pytest.raises(ValueError, match="too few"):
-        S.fit_segments(one)
+    two = S.PurchaseMix(mix.customers[:2], mix.visits[:2], {n: b.iloc[:2] for n, b in mix.blocks.items()})
+    seg = S.fit_segments(two)
+    assert seg.k == 1 and (seg.assign_mix(two)[0] == 0).all()
+    none = S.PurchaseMix(mix.customers[:0], mix.visits[:0], {n: b.iloc[:0] for n, b in mix.blocks.items()})
+    with pytest.raises(ValueError, match="nothing to segment"):
+        S.fit_segments(none)
 
 
 def test_profiles_show_size_products_and_serving_mix():

@@ -25,12 +25,20 @@ def _sales(day: str, tid: str = "T001") -> bytes:
     return header + f"\n{tid},BU_US,P001,C001,1,3.50,{day} 08:00:00,cash\n".encode()
 
 
-class Sensor:
-    """Ticks a sensor like the daemon does: the cursor of one tick feeds the next."""
+@pytest.fixture(autouse=True)
+def _files_settle_at_once(monkeypatch):
+    """Files written by a test are complete: no need to wait for a second listing (tested on its own)."""
+    monkeypatch.setattr(sensors_module, "QUIET_SECONDS", 0.0)
 
-    def __init__(self, sensor, landing, instance=None):
+
+class Sensor:
+    """Ticks a sensor like the daemon does: the cursor of one tick feeds the next, and (unless `loads` is
+    False) each requested partition is then recorded as loaded, as a successful run would."""
+
+    def __init__(self, sensor, landing, instance=None, key=("raw", "sales"), loads=True):
         self.sensor, self.landing, self.cursor = sensor, landing, None
         self.instance = instance or _instance_with_products()
+        self.key, self.loads = list(key), loads
 
     def tick(self) -> list[dg.RunRequest]:
         ctx = dg.build_sensor_context(
@@ -40,7 +48,25 @@ class Sensor:
         if result is None or isinstance(result, dg.SkipReason):
             return []
         self.cursor = result.cursor or self.cursor
-        return list(result.run_requests or [])
+        requests = list(result.run_requests or [])
+        if self.loads:
+            for request in requests:
+                for partition in _request_partitions(request):
+                    self.instance.report_runless_asset_event(
+                        dg.AssetMaterialization(asset_key=self.key, partition=partition)
+                    )
+        return requests
+
+
+def _request_partitions(request: dg.RunRequest) -> list[str]:
+    """The region x day partition keys a request asks for (one, or a range of one region)."""
+    if request.partition_key:
+        return [str(request.partition_key)]
+    if RANGE_START_TAG not in request.tags:
+        return []  # an unpartitioned run (the reference data)
+    (first, region), (last, _) = (request.tags[t].split("|") for t in (RANGE_START_TAG, RANGE_END_TAG))
+    days = (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
+    return [f"{date.fromisoformat(first) + timedelta(days=i)}|{region}" for i in range(days)]
 
 
 def _instance_with_products() -> dg.DagsterInstance:
@@ -173,8 +199,17 @@ def test_window_months_cover_open_days_the_newest_day_and_today():
     assert months == ["2024-10", "2024-11", "2024-12", "2025-02", "2025-03"]
 
 
+def test_weather_days_with_a_short_gap_share_one_run(landing):
+    w = Sensor(weather_landing_sensor, landing, key=("raw", "weather"))
+    for day in ("2025-05-01", "2025-05-02", "2025-05-04", "2025-05-20"):  # 05-03 is missing, then a long gap
+        landing.write_bytes(
+            f"weather/mexico/{day}.csv", f"date,temp_max_c,temp_min_c,precip_mm\n{day},29,14,0\n".encode()
+        )
+    assert _partitions(w.tick()) == ["2025-05-01|mexico..2025-05-04|mexico", "2025-05-20|mexico"]
+
+
 def test_weather_and_reference_sensors(landing):
-    w = Sensor(weather_landing_sensor, landing)
+    w = Sensor(weather_landing_sensor, landing, key=("raw", "weather"))
     landing.write_bytes(
         "weather/mexico/2025-05-01.csv", b"date,temp_max_c,temp_min_c,precip_mm\n2025-05-01,29,14,0\n"
     )

@@ -10,7 +10,7 @@ import pytest
 
 from globolatte_dagster.resources.landing import LocalLandingZone
 from globolatte_dagster_tests.conftest import CUSTOMERS_CSV, PRODUCTS_CSV, SAMPLE_EXPORT
-from globolatte_dagster_tests.dagster_server import REPO_ROOT, DagsterServer
+from globolatte_dagster_tests.dagster_server import LOCATION, REPO_ROOT, DagsterServer
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -41,7 +41,7 @@ def _reference_loaded(server: DagsterServer) -> None:
         {
             "p": {
                 "selector": {
-                    "repositoryLocationName": "globolatte_dagster.definitions",
+                    "repositoryLocationName": LOCATION,
                     "repositoryName": "__repository__",
                     "jobName": "refresh_reference",
                 }

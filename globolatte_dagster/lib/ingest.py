@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
@@ -23,28 +23,21 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from globolatte_dagster.lib.contract import BUSINESS_UNITS, PAYMENT_METHODS, REGIONS, SALES_COLUMNS
-from globolatte_dagster.lib.schema import SALES, SALES_REJECTS, WEATHER
+from globolatte_dagster.lib.csv_files import FileRejected, LandedFile, check_text, decode_csv
+from globolatte_dagster.lib.schema import SALES, SALES_REJECTS
+from globolatte_dagster.lib.weather_file import parse_weather
 
 _TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TS_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
-
-
-class FileRejected(ValueError):
-    """A landed file that cannot be parsed at all."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class LandedFile:
-    path: str  # landing path, e.g. sales/america/2024-09-22/sample.csv
-    region: str
-    day: date
-    data: bytes
-    fingerprint: str = ""
+__all__ = [
+    "FileRejected",
+    "LandedFile",
+    "SalesBatch",
+    "decode_csv",
+    "parse_sales_file",
+    "parse_weather",
+    "validate_sales",
+]
 
 
 @dataclass
@@ -105,41 +98,6 @@ class SalesBatch:
             "rows_valid": self.valid_table.num_rows,
             "rows_rejected": self.rejects_table.num_rows,
         }
-
-
-def decode_csv(
-    path: str, data: bytes, required: Sequence[str]
-) -> tuple[list[str], list[list[str]], list[int]]:
-    """Parse a UTF-8 CSV with a header. Returns header, rows and each row's 1-based line number."""
-    _check_text(path, data)
-    text = data.decode("utf-8-sig")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=",", quotechar='"', strict=False)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except (StopIteration, csv.Error) as exc:
-        raise FileRejected(path, f"no readable header line ({exc})") from exc
-    missing = [c for c in required if c not in header]
-    if missing:
-        hint = ""
-        if len(header) == 1 and any(d in header[0] for d in (";", "\t", "|")):
-            hint = " (the header is one field: wrong delimiter? the contract is comma separated)"
-        raise FileRejected(path, f"missing required columns {', '.join(missing)}{hint}")
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise FileRejected(path, f"duplicate column names {', '.join(dupes)}")
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    previous_end = reader.line_num
-    try:
-        for row in reader:
-            first_line, previous_end = previous_end + 1, reader.line_num  # a quoted newline spans lines
-            if not row:
-                continue  # blank line
-            rows.append(row)
-            lines.append(first_line)
-    except csv.Error as exc:
-        raise FileRejected(path, f"CSV syntax error near line {reader.line_num}: {exc}") from exc
-    return header, rows, lines
 
 
 def _line_layout(data: bytes, start: int) -> tuple[np.ndarray, np.ndarray]:
@@ -269,27 +227,38 @@ def _extra_json(table: pa.Table, columns: list[str]) -> pa.Array:
 
 
 def parse_sales_file(lf: LandedFile) -> pa.Table:
-    """One landed sales file as strings plus its context (file, line, field count, region, day)."""
-    header_text = _check_text(lf.path, lf.data)
-    header = [h.strip() for h in next(csv.reader([header_text]))]
-    if any(c not in header for c in SALES_COLUMNS) or len(set(header)) != len(header):
-        return _parse_exact(lf)  # raises FileRejected with the exact problem
-    return _parse_fast(lf, header) or _parse_exact(lf)
+    """One landed sales file as strings plus its context (file, line, field count, region, day).
 
-
-def _check_text(path: str, data: bytes) -> str:
-    """Reject what is not UTF-8 CSV text at all; return the header line."""
-    if not data.strip():
-        raise FileRejected(path, "the file is empty")
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise FileRejected(path, "UTF-16 text, not UTF-8 as the contract requires")
-    if b"\x00" in data:
-        raise FileRejected(path, "binary content (NUL bytes), not a UTF-8 CSV")
+    Raises FileRejected naming the file for anything that cannot be parsed, whatever the parser says.
+    """
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FileRejected(path, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
-    return text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
+        header_text = check_text(lf.path, lf.data)
+        _check_line_length(lf.path, lf.data)
+        header = [h.strip() for h in next(csv.reader([header_text]))]
+        if any(c not in header for c in SALES_COLUMNS) or len(set(header)) != len(header):
+            return _parse_exact(lf)  # raises FileRejected with the exact problem
+        return _parse_fast(lf, header) or _parse_exact(lf)
+    except FileRejected:
+        raise
+    except Exception as exc:
+        raise FileRejected(lf.path, f"could not be parsed ({type(exc).__name__}: {exc})") from exc
+
+
+# A sales row is a few hundred bytes; a far longer line is a broken file (or not a sales export at all).
+MAX_LINE_BYTES = 65_536
+
+
+def _check_line_length(path: str, data: bytes) -> None:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.concatenate(([-1], np.flatnonzero(buf == 10), [len(buf)]))
+    lengths = np.diff(ends) - 1
+    longest = int(lengths.argmax()) if len(lengths) else 0
+    if len(lengths) and lengths[longest] > MAX_LINE_BYTES:
+        raise FileRejected(
+            path,
+            f"line {longest + 1} is {int(lengths[longest]):,} bytes long (a sales row is at most "
+            f"{MAX_LINE_BYTES:,}): a broken line ending or not a sales export",
+        )
 
 
 # The rejected rows with the first rule each breaks, as _reason = [column, reason]. Known values are bound
@@ -427,26 +396,3 @@ def _raw_record(row: dict) -> str:
     if isinstance(row.get("extra"), str):
         record.update(json.loads(row["extra"]))
     return json.dumps(record)
-
-
-WEATHER_REQUIRED = ("date", "temp_max_c", "temp_min_c", "precip_mm")
-
-
-def parse_weather(lf: LandedFile) -> pd.DataFrame:
-    """One region-day of weather. Raises FileRejected when the file is unusable."""
-    header, rows, _ = decode_csv(lf.path, lf.data, WEATHER_REQUIRED)
-    if not rows:
-        raise FileRejected(lf.path, "no weather row")
-    rec = dict(zip(header, rows[0], strict=False))
-    if rec.get("date", "").strip() != lf.day.isoformat():
-        raise FileRejected(lf.path, f"date '{rec.get('date')}' does not match the file name day {lf.day}")
-    values = {}
-    for col in ("temp_max_c", "temp_min_c", "precip_mm"):
-        try:
-            values[col] = float(rec[col]) if rec[col].strip() != "" else None
-        except ValueError as exc:
-            raise FileRejected(lf.path, f"{col} '{rec[col]}' is not a number") from exc
-    return pd.DataFrame(
-        [{"region": lf.region, "day": pd.Timestamp(lf.day), **values, "source_file": lf.path}],
-        columns=WEATHER.column_names,
-    )

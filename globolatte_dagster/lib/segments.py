@@ -187,8 +187,8 @@ def fit_segments(
     fit_rows = np.flatnonzero(mix.visits >= min_visits)
     if len(fit_rows) < 4:
         fit_rows = np.arange(len(mix.customers))
-    if len(fit_rows) < 2:
-        raise ValueError(f"{len(fit_rows)} customer(s) with purchases: too few to segment")
+    if len(fit_rows) == 0:
+        raise ValueError("no customer with a purchase: nothing to segment")
     if 0 < fit_sample < len(fit_rows):
         fit_rows = np.sort(np.random.default_rng(seed).choice(fit_rows, fit_sample, replace=False))
     columns = {name: list(block.columns) for name, block in mix.blocks.items() if block.shape[1]}
@@ -205,7 +205,8 @@ def fit_segments(
     )
     z = seg.matrix(sub)
     candidates = [k] if k is not None else [c for c in k_range if 2 <= c < len(fit_rows)]
-    candidates = candidates or [min(2, len(fit_rows))]
+    # Fewer than three customers cannot be told apart by a silhouette: one segment holds them all.
+    candidates = [min(c, len(fit_rows)) for c in candidates] or [1]
     scores: dict[int, float] = {}
     models: dict[int, KMeans] = {}
     for c in candidates:

@@ -22,6 +22,9 @@ class LandingObject:
     path: str  # relative to the landing root, `/` separators
     size: int
     fingerprint: str  # changes whenever the content may have changed (etag, or mtime + size)
+    # When a local file was last written (epoch seconds); None where an upload appears whole or not at all
+    # (Blob Storage commits a blob atomically). The sensors wait while a local file may still be written.
+    modified: float | None = None
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -81,7 +84,7 @@ class LocalLandingZone(LandingZone):
             if not rel.startswith(prefix):
                 continue
             st = entry.stat()
-            out.append(LandingObject(rel, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}"))
+            out.append(LandingObject(rel, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}", st.st_mtime))
         out.sort(key=lambda o: o.path)
         return out
 

@@ -40,8 +40,36 @@ def connect_duckdb(
             delay = min(delay * 2, 2.0)
 
 
+def registered_tables() -> list[Table]:
+    """Every warehouse table: the raw and core tables, and those the ML and mart modules register."""
+    import globolatte_dagster.defs.mart.assets
+    import globolatte_dagster.lib.features
+    import globolatte_dagster.lib.segments  # noqa: F401 (importing them registers their tables)
+
+    return list(TABLES.values())
+
+
+_ENSURED: set[str] = set()  # warehouses whose tables this process has created
+
+
 class Warehouse(dg.ConfigurableResource):
-    """Abstract warehouse: `query` returns a DataFrame, `execute` runs a statement, `dialect` names it."""
+    """Abstract warehouse: `query` returns a DataFrame, `execute` runs a statement, `dialect` names it.
+
+    Every table is created (empty) before a run's first statement, so that SQL over a feed that has not
+    landed (no weather yet) reads no rows instead of failing on a missing table.
+    """
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        key = self._ensured_key()
+        if key is None or key not in _ENSURED:
+            self.ensure_tables()
+            if key is not None:
+                _ENSURED.add(key)
+
+    def _ensured_key(self) -> str | None:
+        """A name for the warehouse under which this process remembers that its tables exist (None: always
+        create them)."""
+        return None
 
     @property
     def dialect(self) -> str:
@@ -71,7 +99,7 @@ class Warehouse(dg.ConfigurableResource):
 
     def ensure_tables(self, tables: Sequence[Table] | None = None) -> list[str]:
         """Create the schemas and tables (idempotent). Returns the qualified names."""
-        tables = list(tables if tables is not None else TABLES.values())
+        tables = list(tables if tables is not None else registered_tables())
         for schema in SCHEMAS:
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for table in tables:
@@ -88,6 +116,13 @@ class DuckDBWarehouse(Warehouse):
     @property
     def dialect(self) -> str:
         return "duckdb"
+
+    def _ensured_key(self) -> str | None:
+        if self.database == ":memory:":
+            return None
+        path = Path(self.database)
+        # a deleted warehouse file (make clean, a test's new folder) is created again
+        return f"duckdb:{path.resolve()}" if path.exists() else None
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -21,9 +21,7 @@ import click
 @click.option("--port", default=8765, show_default=True, help="port of http://127.0.0.1:PORT/score")
 @click.option("--redeploy", is_flag=True, help="deploy the champions to a new colour even if one is live")
 @click.option("--verbose", is_flag=True, help="log every proxied request")
-@click.option(
-    "--wait", is_flag=True, help="wait for a first champion instead of failing (used by `make dev`)"
-)
+@click.option("--wait", is_flag=True, help="wait for a first champion instead of failing (used by `make dev`)")
 def serve(port: int, redeploy: bool, verbose: bool, wait: bool) -> None:
     """Serve every region's champion at http://127.0.0.1:PORT/score until interrupted."""
     from globolatte_dagster import settings

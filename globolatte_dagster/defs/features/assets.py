@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
+from globolatte_dagster.defs.automation import daily_refresh
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib.plots import markdown_table
@@ -14,26 +15,6 @@ from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, PURCHASE_HISTORY, 
 from globolatte_dagster.resources.warehouse import Warehouse
 
 KINDS = {"sql", "pandas", "duckdb", "snowflake"}
-REFRESH_CRON = "0 0 * * *"
-
-
-def daily_refresh(cron: str = REFRESH_CRON) -> dg.AutomationCondition:
-    """Refresh a region when its inputs have new data, at most once per region per day (UTC).
-
-    Each part carries a label, so the asset's automation page says which one holds a refresh back.
-    """
-    updated = dg.AutomationCondition.any_deps_updated().since_last_handled().with_label("new upstream data")
-    done_today = (
-        (dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
-        .since(dg.AutomationCondition.cron_tick_passed(cron))
-        .with_label("already refreshed today")
-    )
-    return (
-        updated
-        & ~done_today
-        & ~dg.AutomationCondition.any_deps_in_progress().with_label("upstream still running")
-        & ~dg.AutomationCondition.in_progress().with_label("refresh running")
-    ).with_label("daily refresh on new sales")
 
 
 class FeaturesConfig(dg.Config):

@@ -1,12 +1,21 @@
-"""Raw layer: sales and weather per region and day, from the landing zone into the warehouse."""
+"""Raw layer: sales and weather per region and day, from the landing zone into the warehouse.
+
+The assets are built when the definitions load, on the region × day partitions that start at
+GLOBOLATTE_FIRST_DAY (`raw_layer` below); `sales` and `weather` here use the default first day, for tests.
+"""
 
 from datetime import date
 
 import dagster as dg
 import pandas as pd
 
-from globolatte_dagster.defs.ingestion.checks import SALES_CHECKS, sales_check_results
-from globolatte_dagster.defs.partitions import region_day
+from globolatte_dagster.defs.ingestion.checks import (
+    SALES_CHECKS,
+    WEATHER_CHECKS,
+    sales_check_results,
+    weather_check_result,
+)
+from globolatte_dagster.defs.partitions import region_day, region_day_partitions
 from globolatte_dagster.lib import contract
 from globolatte_dagster.lib.ingest import FileRejected, LandedFile, parse_weather, validate_sales
 from globolatte_dagster.lib.schema import REGION_DAY, SALES, SALES_REJECTS, WEATHER
@@ -58,31 +67,7 @@ def landed_sales(landing: LandingZone, partitions: list[tuple[str, str]]) -> lis
     ]
 
 
-@dg.multi_asset(
-    outs={
-        "sales": dg.AssetOut(
-            key=SALES.key,
-            description="Valid sales rows per region and day, loaded from sales/<region>/<day>/*.csv.",
-            metadata={"partition_expr": REGION_DAY},
-            io_manager_key="warehouse_io_manager",
-            kinds=WAREHOUSE_KINDS,
-        ),
-        "sales_rejects": dg.AssetOut(
-            key=SALES_REJECTS.key,
-            description="Sales rows that broke the landing contract, with file, line, column and reason.",
-            metadata={"partition_expr": REGION_DAY},
-            io_manager_key="warehouse_io_manager",
-            kinds=WAREHOUSE_KINDS,
-        ),
-    },
-    ins={"products": dg.AssetIn(key=["core", "products"])},
-    partitions_def=region_day,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=SALES_CHECKS,
-    group_name="raw",
-    pool="warehouse",
-)
-def sales(context: dg.AssetExecutionContext, landing: LandingZone, products: pd.DataFrame):
+def _load_sales(context: dg.AssetExecutionContext, landing: LandingZone, products: pd.DataFrame):
     """Load and validate the landed sales files of every partition in the run, in bulk."""
     partitions = run_partitions(context)
     files = landed_sales(landing, partitions)
@@ -94,9 +79,11 @@ def sales(context: dg.AssetExecutionContext, landing: LandingZone, products: pd.
             metadata={"file": exc.path, "problem": exc.problem},
         ) from exc
     valid, rejects = batch.valid_table, batch.rejects_table
+    with_files = {(f.region, f.day.isoformat()) for f in files}
+    no_files = [f"{r}|{d}" for r, d in partitions if (r, d) not in with_files]
     context.log.info(
         f"{len(partitions)} partition(s), {len(files)} file(s): {valid.num_rows} rows, "
-        f"{rejects.num_rows} rejected"
+        f"{rejects.num_rows} rejected" + (f"; no file landed for {len(no_files)} day(s)" if no_files else "")
     )
     revenue = {
         row["region"]: round(row["total_price_sum"], 2)
@@ -112,10 +99,11 @@ def sales(context: dg.AssetExecutionContext, landing: LandingZone, products: pd.
             "revenue_local_currency": dg.MetadataValue.json(revenue),
             "files": dg.MetadataValue.md(_files_table(batch.files)),
             "partitions": len(partitions),
+            "days_without_files": dg.MetadataValue.text(", ".join(no_files[:100]) or "none"),
         },
     )
     yield dg.Output(rejects, output_name="sales_rejects", metadata={"rows_rejected": rejects.num_rows})
-    yield from sales_check_results(batch, partitions, products["product_id"])
+    yield from sales_check_results(batch, partitions, products["product_id"], with_files)
 
 
 def _files_table(files: list[dict], limit: int = 200) -> str:
@@ -126,17 +114,7 @@ def _files_table(files: list[dict], limit: int = 200) -> str:
     return "\n".join(lines) if files else "no file landed for these partitions"
 
 
-@dg.asset(
-    key=WEATHER.key,
-    partitions_def=region_day,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    metadata={"partition_expr": REGION_DAY},
-    io_manager_key="warehouse_io_manager",
-    kinds=WAREHOUSE_KINDS,
-    group_name="raw",
-    pool="warehouse",
-)
-def weather(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataFrame:
+def _load_weather(context: dg.AssetExecutionContext, landing: LandingZone):
     """Observed or forecast weather per region and day; a missing or unusable day is reported, not fatal."""
     partitions = run_partitions(context)
     found = {path.partition: obj for obj, path in landed_objects(landing, "weather", partitions)}
@@ -156,11 +134,64 @@ def weather(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataF
     if missing or unusable:
         context.log.warning(f"weather missing for {len(missing)} day(s), unusable for {len(unusable)}")
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=WEATHER.column_names)
-    context.add_output_metadata(
-        {
+    yield dg.Output(
+        out,
+        metadata={
             "days_loaded": len(out),
+            "weather": "loaded" if len(out) else "no weather: no usable file for these days",
             "days_missing": dg.MetadataValue.text(", ".join(missing[:100]) or "none"),
             "files_unusable": dg.MetadataValue.text("\n".join(unusable[:50]) or "none"),
-        }
+        },
     )
-    return out
+    yield weather_check_result(unusable)
+
+
+def raw_assets(partitions_def: dg.MultiPartitionsDefinition) -> tuple[dg.AssetsDefinition, ...]:
+    """raw/sales (+ raw/sales_rejects and the checks) and raw/weather on the given region × day partitions."""
+    sales = dg.multi_asset(
+        name="sales",
+        outs={
+            "sales": dg.AssetOut(
+                key=SALES.key,
+                description="Valid sales rows per region and day, loaded from sales/<region>/<day>/*.csv.",
+                metadata={"partition_expr": REGION_DAY},
+                io_manager_key="warehouse_io_manager",
+                kinds=WAREHOUSE_KINDS,
+            ),
+            "sales_rejects": dg.AssetOut(
+                key=SALES_REJECTS.key,
+                description="Sales rows that broke the landing contract, with file, line, column and reason.",
+                metadata={"partition_expr": REGION_DAY},
+                io_manager_key="warehouse_io_manager",
+                kinds=WAREHOUSE_KINDS,
+            ),
+        },
+        ins={"products": dg.AssetIn(key=["core", "products"])},
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=SALES_CHECKS,
+        group_name="raw",
+        pool="warehouse",
+    )(_load_sales)
+    weather = dg.asset(
+        key=WEATHER.key,
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata={"partition_expr": REGION_DAY},
+        io_manager_key="warehouse_io_manager",
+        kinds=WAREHOUSE_KINDS,
+        group_name="raw",
+        pool="warehouse",
+        check_specs=WEATHER_CHECKS,
+    )(_load_weather)
+    return sales, weather
+
+
+@dg.definitions
+def raw_layer() -> dg.Definitions:
+    """The raw assets on region × day partitions from GLOBOLATTE_FIRST_DAY, read as the definitions load."""
+    return dg.Definitions(assets=list(raw_assets(region_day_partitions())))
+
+
+# With the default first day, for tests and scripts (the code location uses `raw_layer`).
+sales, weather = raw_assets(region_day)

@@ -6,12 +6,15 @@ import pandas as pd
 from globolatte_dagster.lib.ingest import SalesBatch
 
 SALES_KEY = dg.AssetKey(["raw", "sales"])
+WEATHER_KEY = dg.AssetKey(["raw", "weather"])
 REJECT_WARN_SHARE = 0.01
 REJECT_ERROR_SHARE = 0.10
 
 SALES_CHECKS = [
     dg.AssetCheckSpec(
-        "has_rows", asset=SALES_KEY, description="Every partition of the run loaded at least one row."
+        "has_rows",
+        asset=SALES_KEY,
+        description="Every partition of the run has a landed file and loaded at least one row (a warning).",
     ),
     dg.AssetCheckSpec(
         "unique_transaction_product",
@@ -34,11 +37,47 @@ SALES_CHECKS = [
 ]
 
 
+WEATHER_CHECKS = [
+    dg.AssetCheckSpec(
+        "values_valid",
+        asset=WEATHER_KEY,
+        description="Every landed weather file parses, is for its day and holds finite values within bounds.",
+    )
+]
+
+
+def weather_check_result(unusable: list[str]) -> dg.AssetCheckResult:
+    """A warning naming each unusable weather file and why: that day counts as having no weather."""
+    return dg.AssetCheckResult(
+        check_name="values_valid",
+        asset_key=WEATHER_KEY,
+        passed=not unusable,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"files_rejected": len(unusable), "reasons": dg.MetadataValue.md(_bullets(unusable))},
+    )
+
+
+def _bullets(lines: list[str], limit: int = 100) -> str:
+    if not lines:
+        return "none"
+    more = [f"- … and {len(lines) - limit} more"] if len(lines) > limit else []
+    return "\n".join([f"- {line}" for line in lines[:limit]] + more)
+
+
 def sales_check_results(
-    batch: SalesBatch, partitions: list[tuple[str, str]], products: pd.Series
+    batch: SalesBatch,
+    partitions: list[tuple[str, str]],
+    products: pd.Series,
+    with_files: set[tuple[str, str]] | None = None,
 ) -> list[dg.AssetCheckResult]:
     stats = batch.stats(products)
-    empty = [f"{r}|{d}" for r, d in partitions if stats["per_partition"].get((r, d), 0) == 0]
+    with_files = with_files if with_files is not None else set(partitions)
+    no_file = [f"{r}|{d}" for r, d in partitions if (r, d) not in with_files]
+    empty = [
+        f"{r}|{d}"
+        for r, d in partitions
+        if (r, d) in with_files and stats["per_partition"].get((r, d), 0) == 0
+    ]
     read = stats["rows_valid"] + stats["rows_rejected"]
     share = stats["rows_rejected"] / read if read else 0.0
     if share > REJECT_ERROR_SHARE:
@@ -50,8 +89,13 @@ def sales_check_results(
     return [
         dg.AssetCheckResult(
             check_name="has_rows",
-            passed=not empty,
-            metadata={"partitions": len(partitions), "empty_partitions": ", ".join(empty[:50]) or "none"},
+            passed=not empty and not no_file,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "partitions": len(partitions),
+                "empty_partitions": ", ".join(empty[:50]) or "none",
+                "partitions_without_files": ", ".join(no_file[:50]) or "none",
+            },
         ),
         dg.AssetCheckResult(
             check_name="unique_transaction_product",

@@ -10,7 +10,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from globolatte_dagster.defs.features.assets import daily_refresh
+from globolatte_dagster.defs.automation import daily_refresh
 from globolatte_dagster.defs.partitions import region_partitions
 from globolatte_dagster.lib.plots import markdown_table
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE, K

@@ -8,8 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from globolatte_dagster import settings
-from globolatte_dagster.defs.features.assets import daily_refresh
-from globolatte_dagster.defs.monitor.automation import retrain_on_alert
+from globolatte_dagster.defs.automation import daily_refresh, retrain_on_alert
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib import plots
@@ -146,7 +145,7 @@ class PreferenceModelConfig(dg.Config):
     train_windows: int = 3
     max_candidates: int = 10
     negative_share: float = 0.25
-    max_train_rows: int = 0  # named option for scale: a seeded sample of training rows (0: all)
+    max_train_rows: int = 400_000  # named option for scale: the booster's seeded row sample (0: every row)
     max_iter: int = 120
     learning_rate: float = 0.1
     max_leaf_nodes: int = 31

@@ -5,7 +5,7 @@ that are not in its table yet, the last `recent_days` landed days (late correcti
 in the config; each day's rows are replaced in one transaction (`Warehouse.replace_rows`), so a re-run
 replaces and never duplicates. Each asset's checks are partitioned by region too (one verdict per region,
 so one region's alert never hides or raises another's), and the performance and feature-drift checks
-trigger the region's retraining (`defs/monitor/automation.py`).
+trigger the region's retraining (`defs/automation.py`).
 """
 
 from datetime import date
@@ -14,8 +14,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from globolatte_dagster.defs.automation import monitor_refresh
 from globolatte_dagster.defs.monitor import checks as K
-from globolatte_dagster.defs.monitor.automation import monitor_refresh
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
 from globolatte_dagster.lib.monitor import compute as C
 from globolatte_dagster.lib.monitor import drift as Dr

@@ -5,9 +5,14 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from globolatte_dagster.defs.partitions import FIRST_DAY
+from globolatte_dagster import settings
+from globolatte_dagster.defs.reference.checks import (
+    CUSTOMERS_CHECKS,
+    PRODUCTS_CHECKS,
+    rows_well_formed,
+)
 from globolatte_dagster.lib.ingest import FileRejected
-from globolatte_dagster.lib.reference import build_calendar, parse_customers, parse_products
+from globolatte_dagster.lib.reference import build_calendar, read_customers, read_products
 from globolatte_dagster.lib.schema import CALENDAR, CUSTOMERS, PRODUCTS
 from globolatte_dagster.resources.landing import LandingZone
 from globolatte_dagster.resources.secrets import HashKey
@@ -24,35 +29,57 @@ def _read_reference(landing: LandingZone, name: str) -> tuple[str, bytes]:
 
 
 @dg.asset(
-    key=PRODUCTS.key, io_manager_key="warehouse_io_manager", kinds=KINDS, group_name="core", pool="warehouse"
+    key=PRODUCTS.key,
+    io_manager_key="warehouse_io_manager",
+    kinds=KINDS,
+    group_name="core",
+    pool="warehouse",
+    check_specs=PRODUCTS_CHECKS,
 )
-def products(context: dg.AssetExecutionContext, landing: LandingZone) -> pd.DataFrame:
+def products(landing: LandingZone):
     """The product catalogue from reference/products.csv."""
     path, data = _read_reference(landing, "products.csv")
     try:
-        df = parse_products(path, data)
+        load = read_products(path, data)
     except FileRejected as exc:
-        raise dg.Failure(description=str(exc)) from exc
-    context.add_output_metadata(
-        {"products": len(df), "by_category": dg.MetadataValue.json(df["category"].value_counts().to_dict())}
+        raise dg.Failure(description=str(exc), metadata={"file": exc.path, "problem": exc.problem}) from exc
+    df = load.frame
+    yield dg.Output(
+        df,
+        metadata={
+            "products": len(df),
+            "rows_rejected": len(load.rejects),
+            "by_category": dg.MetadataValue.json(df["category"].value_counts().to_dict()),
+        },
     )
-    return df
+    yield rows_well_formed(PRODUCTS.key, load)
 
 
 @dg.asset(
-    key=CUSTOMERS.key, io_manager_key="warehouse_io_manager", kinds=KINDS, group_name="core", pool="warehouse"
+    key=CUSTOMERS.key,
+    io_manager_key="warehouse_io_manager",
+    kinds=KINDS,
+    group_name="core",
+    pool="warehouse",
+    check_specs=CUSTOMERS_CHECKS,
 )
-def customers(context: dg.AssetExecutionContext, landing: LandingZone, hash_key: HashKey) -> pd.DataFrame:
+def customers(landing: LandingZone, hash_key: HashKey):
     """Customers from reference/customers.csv with name and email removed (keyed email hash kept)."""
     path, data = _read_reference(landing, "customers.csv")
     try:
-        df = parse_customers(path, data, hash_key.get())
+        load = read_customers(path, data, hash_key.get())
     except FileRejected as exc:
-        raise dg.Failure(description=str(exc)) from exc
-    context.add_output_metadata(
-        {"customers": len(df), "with_email_hash": int(df["email_hash"].notna().sum())}
+        raise dg.Failure(description=str(exc), metadata={"file": exc.path, "problem": exc.problem}) from exc
+    df = load.frame
+    yield dg.Output(
+        df,
+        metadata={
+            "customers": len(df),
+            "with_email_hash": int(df["email_hash"].notna().sum()),
+            "rows_rejected": len(load.rejects),
+        },
     )
-    return df
+    yield rows_well_formed(CUSTOMERS.key, load)
 
 
 @dg.asset(
@@ -60,9 +87,11 @@ def customers(context: dg.AssetExecutionContext, landing: LandingZone, hash_key:
 )
 def calendar(context: dg.AssetExecutionContext) -> pd.DataFrame:
     """Days per region with weekdays, seasons and national holidays (US, CA, MX) from `holidays`."""
-    df = build_calendar(date.fromisoformat(FIRST_DAY), date.today() + timedelta(days=CALENDAR_HORIZON_DAYS))
+    first = date.fromisoformat(settings.first_day())
+    df = build_calendar(first, date.today() + timedelta(days=CALENDAR_HORIZON_DAYS))
     context.add_output_metadata(
         {
+            "first_day": first.isoformat(),
             "days": int(df["day"].nunique()),
             "holidays": dg.MetadataValue.json(df.groupby("region")["is_holiday"].sum().to_dict()),
         }

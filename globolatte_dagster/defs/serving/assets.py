@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from globolatte_dagster.defs.automation import deploy_on_new_champion
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.resources.endpoint import ScoringEndpoint
 from globolatte_dagster.resources.registry import ModelRegistry
@@ -24,7 +25,7 @@ class EndpointConfig(dg.Config):
     deps=[dg.AssetDep(REGISTERED_MODEL, partition_mapping=dg.AllPartitionMapping())],
     kinds={"azureml", "python"},
     group_name="serving",
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=deploy_on_new_champion(),
 )
 def scoring_endpoint(
     context: dg.AssetExecutionContext,
