@@ -172,6 +172,13 @@ def quality_check(table: pd.DataFrame, error_reject_share: float) -> dg.AssetChe
 
 
 # ----------------------------------------------------------------------------------------- units on time
+def latest_landed(query) -> dict[str, str]:
+    """The newest landed sales day of each unit with sales."""
+    frame = query(f"SELECT region, MAX(day) AS last_day FROM {SALES.schema}.{SALES.name} GROUP BY region", [])
+    frame.columns = [str(c).lower() for c in frame.columns]
+    return {str(r): str(d)[:10] for r, d in zip(frame["region"], frame["last_day"], strict=True)}
+
+
 def units_behind(latest_by_region: dict[str, str], max_days_behind: int = MAX_DAYS_BEHIND) -> dict[str, int]:
     """Days each unit lags the newest landed day of any unit, for units beyond `max_days_behind`."""
     if not latest_by_region:
@@ -190,10 +197,7 @@ def units_behind(latest_by_region: dict[str, str], max_days_behind: int = MAX_DA
     & ~dg.AutomationCondition.in_progress(),
 )
 def units_on_time(warehouse: Warehouse) -> dg.AssetCheckResult:
-    sql = f"SELECT region, MAX(day) AS last_day FROM {SALES.schema}.{SALES.name} GROUP BY region"
-    frame = warehouse.query(sql)
-    frame.columns = [str(c).lower() for c in frame.columns]
-    latest = {str(r): str(d)[:10] for r, d in zip(frame["region"], frame["last_day"], strict=True)}
+    latest = latest_landed(warehouse.query)
     behind = units_behind(latest)
     return dg.AssetCheckResult(
         passed=not behind,
