@@ -186,3 +186,18 @@ def test_the_vectorised_measure_equals_scipy(metric):
     rows = rng.integers(0, 30, (5, 12)).astype(float)
     expected = [M.measure(metric, reference, pd.Series(r, index=reference.index)) for r in rows]
     assert M.batch(metric, reference, rows) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_drift_alerts_only_when_it_lasts():
+    frame = pd.DataFrame(
+        {
+            "day": [D0 + timedelta(days=i) for i in range(5)],
+            "signal": "feature",
+            "feature": "spend",
+            "metric": M.WASSERSTEIN_NORMED,
+            "value": [0.5, 0.05, 0.5, 0.6, 0.7],
+            "threshold": 0.1,
+        }
+    )
+    assert Dr.sustained(frame, 2).tolist() == [False, False, False, True, True]
+    assert Dr.sustained(frame, 1).tolist() == [True, False, True, True, True]

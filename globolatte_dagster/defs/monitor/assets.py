@@ -77,6 +77,7 @@ class DriftConfig(MonitorConfig):
     noise_quantile: float = 0.99
     min_rows: int = 20
     reference_max_days: int = 365
+    sustained_days: int = 2
 
     def params(self) -> Dr.DriftParams:
         return Dr.DriftParams(
@@ -86,6 +87,7 @@ class DriftConfig(MonitorConfig):
             self.noise_quantile,
             self.min_rows,
             self.reference_max_days,
+            self.sustained_days,
         )
 
 

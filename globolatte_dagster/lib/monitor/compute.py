@@ -17,7 +17,7 @@ from globolatte_dagster.lib.monitor import performance as P
 from globolatte_dagster.lib.monitor import quality as Q
 from globolatte_dagster.lib.monitor import sources as S
 from globolatte_dagster.lib.recommend.data import Query
-from globolatte_dagster.lib.schema import DATA_QUALITY, DRIFT, RECOMMENDATION_PERFORMANCE
+from globolatte_dagster.lib.schema import DATA_QUALITY, DRIFT, RECOMMENDATION_PERFORMANCE, Table
 
 MetricsOf = Callable[[str], dict | None]
 
@@ -75,7 +75,9 @@ def performance(
     new = result.frame(cols)
     if new.empty:
         return result
-    earlier = _stored(query, region, min(days) - timedelta(days=p.rolling_days), max(days))
+    earlier = _stored(
+        query, RECOMMENDATION_PERFORMANCE, region, min(days) - timedelta(days=p.rolling_days), max(days)
+    )
     earlier = earlier[~pd.to_datetime(earlier["day"]).dt.date.isin(set(result.rows))]
     parts = [f for f in (earlier, new) if len(f)]
     table = pd.concat(parts, ignore_index=True).sort_values(["day", "list"], ignore_index=True)
@@ -90,8 +92,7 @@ def performance(
     return result
 
 
-def _stored(query: Query, region: str, first: date, last: date) -> pd.DataFrame:
-    t = RECOMMENDATION_PERFORMANCE
+def _stored(query: Query, t: Table, region: str, first: date, last: date) -> pd.DataFrame:
     sql = (
         f"SELECT {', '.join(t.column_names)} FROM {t.schema}.{t.name} "
         "WHERE region = ? AND day >= CAST(? AS DATE) AND day <= CAST(? AS DATE)"
@@ -143,6 +144,15 @@ def drift(
     for day, ref in refs.items():
         rows = Dr.day_drift(day, ref, counts, temps, served, landed, p)
         result.rows[day] = _frame(rows, region, day, DRIFT.column_names)
+    earlier = [d for d in landed if d < min(refs)][-(p.sustained_days - 1) :] if p.sustained_days > 1 else []
+    stored = _stored(query, DRIFT, region, min(earlier), max(earlier)) if earlier else pd.DataFrame()
+    stored = stored[~pd.to_datetime(stored["day"]).dt.date.isin(set(refs))] if len(stored) else stored
+    table = pd.concat([f for f in (stored, result.frame(DRIFT.column_names)) if len(f)], ignore_index=True)
+    table = table.sort_values("day", kind="stable", ignore_index=True)
+    table["alert"] = Dr.sustained(table, p.sustained_days)
+    days_of = pd.to_datetime(table["day"]).dt.date
+    for day in refs:
+        result.rows[day] = table[days_of == day][DRIFT.column_names].reset_index(drop=True)
     return result
 
 

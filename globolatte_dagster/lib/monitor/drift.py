@@ -10,9 +10,10 @@
 - `prediction`: the products in the top lists served for the day against the top lists served over the
   champion's hold-out days (its first served day when none were served then).
 
-A value alerts above its threshold: the configured one (0.1, Azure ML's and Evidently's default), raised to
-the reference's own spread (`distances.reference_spread`) where that is larger, so that a small region's
-sampling noise and the usual swing between weekdays or warm and cold days do not alert.
+A value is above its threshold when it exceeds the configured one (0.1, Azure ML's and Evidently's default),
+raised to the reference's own spread (`distances.reference_spread`) and to the sampling noise of the current
+window's size where those are larger, so that a small region's noise and the usual swing between weekdays or
+warm and cold days stay below; it alerts when it stays above for `sustained_days` landed days in a row.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ SIGNALS = ("feature", "context", "prediction")
 
 @dataclass(frozen=True)
 class DriftParams:
-    """Thresholds and windows (defaults: Azure ML's 0.1; a day compared alone)."""
+    """Thresholds and windows (defaults: Azure ML's 0.1; windows of 3 landed days; 2 days in a row)."""
 
     threshold: float = 0.1  # distances (Jensen-Shannon, normalised Wasserstein) and the unseen share
     window_days: int = 3  # current window: this many landed days up to the monitored day, pooled
@@ -53,6 +54,9 @@ class DriftParams:
     noise_quantile: float = 0.99  # of samples of the current window's size drawn from the reference; 0: off
     min_rows: int = 20  # a current window with fewer counted rows gives no row
     reference_max_days: int = 365  # at most this many days of the training window, the latest
+    sustained_days: int = (
+        2  # a value alerts when it was above its threshold on this many landed days in a row
+    )
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,19 @@ def _repriced(counts: pd.DataFrame, ref: Reference, first: date, last: date, p: 
     if reference.empty or current["n"].sum() < p.min_rows:
         return None
     return _row("feature", "unit_price", "repriced_share", repriced_share(reference, current), p.threshold)
+
+
+def sustained(frame: pd.DataFrame, days: int) -> pd.Series:
+    """`alert` of drift rows: above the threshold on each of the last `days` monitored days of its measure.
+
+    A single odd day (a holiday after a weekend) passes; a change that lasts alerts from its second day.
+    """
+    above = frame["value"].notna() & (frame["value"] > frame["threshold"])
+    key = [frame["signal"], frame["feature"], frame["metric"]]
+    ordered = above.groupby(key, sort=False).transform(
+        lambda s: s.astype(float).rolling(max(days, 1), min_periods=max(days, 1)).min()
+    )
+    return ordered.fillna(0.0).astype(bool)
 
 
 def window_days(day: date, landed: Sequence[date], size: int) -> tuple[date, date]:
