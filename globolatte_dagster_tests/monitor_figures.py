@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from globolatte_dagster.lib import plots
-from globolatte_dagster.lib.schema import DATA_QUALITY, DRIFT, RECOMMENDATION_PERFORMANCE
+from globolatte_dagster.lib.schema import DATA_QUALITY, RECOMMENDATION_PERFORMANCE
 from globolatte_dagster_tests import test_monitor_scenarios as T
 from globolatte_dagster_tests.ml_data import simulate_case
 from globolatte_dagster_tests.monitor_replay import DayLog, Replay
@@ -68,9 +68,8 @@ def run(customers: int, out: Path) -> str:
         row["retrains"] = sum(e.retrained_after for e in log)
         rows.append(row)
         if scenario == "taste-shift":
-            perf, drift = replay.table(RECOMMENDATION_PERFORMANCE), replay.table(DRIFT)
+            perf = replay.table(RECOMMENDATION_PERFORMANCE)
             (out / "monitoring-taste-shift.png").write_bytes(plots.performance_plot(perf))
-            (out / "monitoring-taste-shift-drift.png").write_bytes(plots.drift_plot(drift))
         if scenario is None:
             dq = replay.table(DATA_QUALITY)
             row["data-quality alerts"] = (
