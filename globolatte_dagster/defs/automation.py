@@ -1,13 +1,16 @@
-"""Declarative automation of the assets below the raw layer, in one place.
+"""Declarative automation of the assets below the raw layer, in one place: the conditions and the one sensor.
 
 `daily_refresh` refreshes a region once its upstream has data and is not being loaded, at most once per
 region per day after a success, and again after a failure (at most every `RETRY_CRON` tick).
-`monitor_refresh` runs a region's monitors when a day of its sales lands; `retrain_on_alert` retrains the
-region's model after a monitor run whose realised hit-rate or feature-drift check failed.
+`deploy_on_new_champion` deploys when any region's registered model changed. `monitor_refresh` runs a
+region's monitors when a day of its sales lands; `retrain_on_alert` retrains the region's model after a
+monitor run whose realised hit-rate or feature-drift check failed. One sensor evaluates every asset's (and
+check's) condition, so a region's whole chain (features to recommendations) can be requested in one run.
 """
 
 import dagster as dg
 
+from globolatte_dagster import settings
 from globolatte_dagster.defs.monitor.checks import RETRAIN_CHECKS
 from globolatte_dagster.lib.schema import SALES, WEATHER
 
@@ -108,3 +111,21 @@ def retrain_on_alert() -> dg.AutomationCondition:
         & ~AC.any_deps_in_progress().with_label("upstream still running")
         & ~AC.in_progress().with_label("retrain running")
     ).with_label("retrain on alert")
+
+
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """The one automation sensor, on unless GLOBOLATTE_AUTOMATION=off (read when the definitions load)."""
+    return dg.AutomationConditionSensorDefinition(
+        "automation_sensor",
+        target=dg.AssetSelection.all(),
+        default_status=settings.default_sensor_status(),
+        minimum_interval_seconds=30,
+        description="Evaluates every asset's automation condition: the daily refresh of features, segments, "
+        "the tournament, the gate and the recommendations once new sales land, the deployment of new "
+        "champions, the monitors of each landed day and the retraining on their alerts.",
+    )
+
+
+@dg.definitions
+def automation() -> dg.Definitions:
+    return dg.Definitions(sensors=[automation_sensor()])
