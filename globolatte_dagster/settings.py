@@ -35,6 +35,12 @@ SETTINGS: tuple[Setting, ...] = (
         "stray, not loaded",
     ),
     Setting(
+        "GLOBOLATTE_UPLOAD_DEADLINE",
+        "when the units' uploads are due: a cron expression and an optional IANA time zone (default "
+        "`0 23 * * * America/Mexico_City`); raw/sales and raw/weather show their freshness as failed when "
+        "nothing landed in the cron interval before a deadline",
+    ),
+    Setting(
         "GLOBOLATTE_HASH_KEY",
         "key of the email hash in core/customers; locally, when unset, generated once under GLOBOLATTE_HOME",
         secret=True,
@@ -128,6 +134,28 @@ def first_day() -> str:
     if parsed > date.today():
         raise ValueError(f"GLOBOLATTE_FIRST_DAY {value} is in the future")
     return parsed.isoformat()
+
+
+DEFAULT_UPLOAD_DEADLINE = "0 23 * * * America/Mexico_City"  # after every unit's evening
+
+
+def upload_deadline() -> tuple[str, str]:
+    """(cron, time zone) of GLOBOLATTE_UPLOAD_DEADLINE; read when the definitions load, never at import."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = os.environ.get("GLOBOLATTE_UPLOAD_DEADLINE", "").strip() or DEFAULT_UPLOAD_DEADLINE
+    fields = value.split()
+    if len(fields) not in (5, 6):
+        raise ValueError(
+            f"GLOBOLATTE_UPLOAD_DEADLINE must be a cron expression and an optional time zone "
+            f"(e.g. '{DEFAULT_UPLOAD_DEADLINE}'), not '{value}'"
+        )
+    zone = fields[5] if len(fields) == 6 else "UTC"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"GLOBOLATTE_UPLOAD_DEADLINE: unknown time zone '{zone}'") from None
+    return " ".join(fields[:5]), zone
 
 
 def automation_on() -> bool:

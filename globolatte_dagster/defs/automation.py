@@ -2,14 +2,17 @@
 
 `daily_refresh` refreshes a region once its upstream has data and is not being loaded, at most once per
 region per day after a success, and again after a failure (at most every `RETRY_CRON` tick).
-`deploy_on_new_champion` deploys when any region's registered model changed. One sensor evaluates every
-asset's condition, so a region's whole chain (features to recommendations) can be requested in one run.
+`deploy_on_new_champion` deploys when any region's registered model changed. `monitor_refresh` runs a
+region's monitors when a day of its sales lands; `retrain_on_alert` retrains the region's model after a
+monitor run whose realised hit-rate or feature-drift check failed. One sensor evaluates every asset's (and
+check's) condition, so a region's whole chain (features to recommendations) can be requested in one run.
 """
 
 import dagster as dg
 
 from globolatte_dagster import settings
-from globolatte_dagster.lib.schema import WEATHER
+from globolatte_dagster.defs.monitor.checks import RETRAIN_CHECKS
+from globolatte_dagster.lib.schema import SALES, WEATHER
 
 REFRESH_CRON = "0 0 * * *"  # a region refreshes at most once between two ticks of this (UTC)
 RETRY_CRON = "*/10 * * * *"  # a failed refresh is requested again at most once between two ticks of this
@@ -68,6 +71,48 @@ def deploy_on_new_champion() -> dg.AutomationCondition:
     ).with_label("deploy new champions")
 
 
+def monitor_refresh() -> dg.AutomationCondition:
+    """A region's monitors run when a day of its sales lands (raw/sales updated), once upstream has data and
+    nothing upstream is still running: the served lists and models they read are upstream, so they wait for
+    the day's ML refresh instead of racing it. A refresh of the models alone does not run them again.
+    """
+    new_day = (
+        AC.any_deps_updated()
+        .allow(dg.AssetSelection.assets(SALES.key))
+        .since_last_handled()
+        .with_label("a day's sales landed")
+    )
+    return (
+        new_day
+        & upstream_ready()
+        & ~AC.any_deps_in_progress().with_label("upstream still running")
+        & ~AC.in_progress().with_label("monitor running")
+    ).with_label("monitor each landed day")
+
+
+def retrain_on_alert() -> dg.AutomationCondition:
+    """Retrain a region after a monitor run whose realised hit-rate or feature-drift check failed.
+
+    The checks are partitioned by region, so only the region that alerted retrains; it retrains once per
+    failing monitor run (also when the daily refresh already ran that day), and what follows it (the
+    registered model behind its gate) comes along by its own automation.
+    """
+    failed = [
+        AC.asset_matches(
+            check.asset_key,
+            AC.newly_updated()
+            & AC.any_checks_match(AC.check_failed()).allow(dg.AssetSelection.checks(check)),
+        ).with_label(f"{check.name} failed")
+        for check in RETRAIN_CHECKS
+    ]
+    alert = (failed[0] | failed[1]).since(AC.newly_requested()).with_label("a monitor check failed")
+    return (
+        alert
+        & ~AC.any_deps_in_progress().with_label("upstream still running")
+        & ~AC.in_progress().with_label("retrain running")
+    ).with_label("retrain on alert")
+
+
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:
     """The one automation sensor, on unless GLOBOLATTE_AUTOMATION=off (read when the definitions load)."""
     return dg.AutomationConditionSensorDefinition(
@@ -76,8 +121,8 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
         default_status=settings.default_sensor_status(),
         minimum_interval_seconds=30,
         description="Evaluates every asset's automation condition: the daily refresh of features, segments, "
-        "the tournament, the gate and the recommendations once new sales land, and the deployment of new "
-        "champions.",
+        "the tournament, the gate and the recommendations once new sales land, the deployment of new "
+        "champions, the monitors of each landed day and the retraining on their alerts.",
     )
 
 

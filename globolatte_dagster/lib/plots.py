@@ -92,3 +92,60 @@ def tournament_plot(table: pd.DataFrame, per_day: pd.DataFrame | None, k: int = 
     ax.set_title("top list per hold-out day")
     ax.tick_params(axis="x", rotation=45)
     return png(fig)
+
+
+def performance_plot(table: pd.DataFrame, k: int = 3, rolling_days: int = 7) -> bytes:
+    """Realised hit rate@k per day of each list with its baselines; the champion's version changes and alerts."""
+    from matplotlib.figure import Figure
+
+    lists = [lst for lst in ("top", "discover") if (table["list"] == lst).any()]
+    fig = Figure(figsize=(11, 3.6 * max(len(lists), 1)))
+    axes = np.atleast_1d(fig.subplots(max(len(lists), 1), 1, squeeze=False)[:, 0])
+    for ax, lst in zip(axes, lists, strict=False):
+        part = table[(table["list"] == lst) & (table["customers"] > 0)].sort_values("day")
+        days = pd.to_datetime(part["day"])
+        hit = f"hit_rate_at_{k}"
+        for col, label, style in (
+            (hit, "served lists", "-o"),
+            (f"repeat_{hit}", "repeat", "--"),
+            (f"popularity_{hit}", "popularity", ":"),
+        ):
+            if part[col].notna().any():
+                ax.plot(days, part[col], style, markersize=3, label=label)
+        pooled = (part[hit] * part["customers"]).rolling(rolling_days, min_periods=1).sum() / part[
+            "customers"
+        ].rolling(rolling_days, min_periods=1).sum()
+        ax.plot(days, pooled, color="black", linewidth=2, label=f"served, {rolling_days}-day pooled")
+        changed = part["champion_version"].ne(part["champion_version"].shift())
+        for d, v in zip(days[changed], part["champion_version"][changed], strict=True):
+            ax.axvline(d, color="grey", linewidth=0.8)
+            ax.text(d, 1.0, f" {str(v).rsplit(':', 1)[-1]}", fontsize=7, va="top", color="grey")
+        alert = part["alert"].fillna("").astype(str)
+        bad = alert.str.len() > 0
+        ax.scatter(days[bad], part.loc[bad, hit], color="red", zorder=3, s=18, label="alert")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{lst} list: realised hit rate@{k} (grey lines: champion version)")
+        ax.legend(fontsize=7, loc="lower left", ncol=3)
+    return png(fig)
+
+
+def drift_plot(table: pd.DataFrame) -> bytes:
+    """Each drift measure over its threshold per day (above 1 alerts), one line per signal and feature."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2))
+    ax = fig.subplots()
+    for (signal, feature, metric), part in table.groupby(["signal", "feature", "metric"]):
+        part = part.sort_values("day")
+        ratio = part["value"] / part["threshold"].where(part["threshold"] > 0)
+        style = {"feature": "-", "context": ":", "prediction": "--"}.get(signal, "-")
+        ax.plot(pd.to_datetime(part["day"]), ratio, style, linewidth=1.2, label=f"{feature} ({metric})")
+    alerts = table[table["alert"].astype(bool)]
+    if len(alerts):
+        ax.scatter(
+            pd.to_datetime(alerts["day"]), alerts["value"] / alerts["threshold"], color="red", s=14, zorder=3
+        )
+    ax.axhline(1.0, color="red", linewidth=0.8)
+    ax.set_title("drift / threshold per day (solid: features, dotted: weather, dashed: served lists)")
+    ax.legend(fontsize=7, ncol=3, loc="upper left")
+    return png(fig)

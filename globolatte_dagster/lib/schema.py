@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from globolatte_dagster.lib.recommend.metrics import K
+
 # logical type -> (duckdb, snowflake)
 _TYPES: dict[str, tuple[str, str]] = {
     "text": ("VARCHAR", "VARCHAR"),
@@ -155,11 +157,62 @@ PURCHASE_HISTORY = Table(
     "region",
 )
 
+# Monitoring, one row per region and day (and list, signal or metric): what each landed day showed. Written
+# by the monitor assets, which replace a (region, day)'s rows in one transaction.
+_HR = f"hit_rate_at_{K}"
+RECOMMENDATION_PERFORMANCE = Table(
+    "monitor",
+    "recommendation_performance",
+    (
+        _c("region", "text", False),
+        _c("day", "date", False),
+        _c("list", "text", False),  # top | discover
+        _c("customers", "int", False),  # customer-days scored: bought that day and had a served list
+        _c(_HR, "float"),  # the served lists (the champion's)
+        _c(f"repeat_{_HR}", "float"),  # repeat fitted on the history before the day (NULL for discover)
+        _c(f"popularity_{_HR}", "float"),  # popularity fitted on the history before the day
+        _c("champion_version", "text"),  # the model version that served the lists
+        _c("alert", "text"),  # NULL, or 'warn: ...' / 'error: ...' from the 7-day rolling rule
+    ),
+    "region",
+)
+DRIFT = Table(
+    "monitor",
+    "drift",
+    (
+        _c("region", "text", False),
+        _c("day", "date", False),
+        _c("signal", "text", False),  # feature | context | prediction
+        _c("feature", "text", False),
+        _c("metric", "text", False),  # jensen_shannon | wasserstein_normed | unseen_share
+        _c("value", "float"),
+        _c("threshold", "float"),  # the effective threshold (configured, or the reference's own spread)
+        _c("alert", "bool", False),
+    ),
+    "region",
+)
+DATA_QUALITY = Table(
+    "monitor",
+    "data_quality",
+    (
+        _c("region", "text", False),
+        _c("day", "date", False),
+        _c("metric", "text", False),
+        _c("value", "float"),
+        _c("threshold", "float"),
+        _c("alert", "bool", False),
+    ),
+    "region",
+)
+
 RAW_TABLES: tuple[Table, ...] = (SALES, SALES_REJECTS, WEATHER)
 CORE_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, CALENDAR, PURCHASE_HISTORY)
 # ML and mart tables are added by their modules through `register`.
-TABLES: dict[tuple[str, str], Table] = {(t.schema, t.name): t for t in (*RAW_TABLES, *CORE_TABLES)}
-SCHEMAS: tuple[str, ...] = ("raw", "core", "ml", "mart")
+MONITOR_TABLES: tuple[Table, ...] = (RECOMMENDATION_PERFORMANCE, DRIFT, DATA_QUALITY)
+TABLES: dict[tuple[str, str], Table] = {
+    (t.schema, t.name): t for t in (*RAW_TABLES, *CORE_TABLES, *MONITOR_TABLES)
+}
+SCHEMAS: tuple[str, ...] = ("raw", "core", "ml", "mart", "monitor")
 
 
 def register(table: Table) -> Table:

@@ -15,6 +15,7 @@ from globolatte_dagster.defs.ingestion.checks import (
     sales_check_results,
     weather_check_result,
 )
+from globolatte_dagster.defs.monitor.freshness import with_upload_freshness
 from globolatte_dagster.defs.partitions import region_day, region_day_partitions
 from globolatte_dagster.lib import contract
 from globolatte_dagster.lib.ingest import FileRejected, LandedFile, parse_weather, validate_sales
@@ -190,7 +191,7 @@ def raw_assets(partitions_def: dg.MultiPartitionsDefinition) -> tuple[dg.AssetsD
 @dg.definitions
 def raw_layer() -> dg.Definitions:
     """The raw assets on region × day partitions from GLOBOLATTE_FIRST_DAY, read as the definitions load."""
-    return dg.Definitions(assets=list(raw_assets(region_day_partitions())))
+    return dg.Definitions(assets=with_upload_freshness(raw_assets(region_day_partitions())))
 
 
 # With the default first day, for tests and scripts (the code location uses `raw_layer`).

@@ -8,7 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from globolatte_dagster import settings
-from globolatte_dagster.defs.automation import daily_refresh
+from globolatte_dagster.defs.automation import daily_refresh, retrain_on_alert
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib import plots
@@ -221,7 +221,8 @@ def _tournament_metadata(result, region: str) -> dict:
     io_manager_key="model_io_manager",
     kinds=ML_KINDS,
     group_name="ml",
-    automation_condition=daily_refresh(),
+    # new data once a day; and after a monitor run whose realised hit-rate or feature-drift check failed
+    automation_condition=daily_refresh() | retrain_on_alert(),
 )
 def preference_model(
     context: dg.AssetExecutionContext,
