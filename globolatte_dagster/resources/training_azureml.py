@@ -316,6 +316,7 @@ class AzureMLModelTraining(ModelTraining):
             )
             invocation = pipes.run(context=context, command=job)
             metadata = reported_run(invocation)  # raises ValueError on the job's data error
+            metadata.pop("AzureML Job Name", None)  # the client's own key; `azureml_job` below
             _download(container, f"{prefix}/outputs", work / "outputs")
             result = read_outputs(work / "outputs")
         return TrainingRun(
