@@ -12,6 +12,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -23,6 +24,7 @@ from globolatte_dagster.resources.training import (
     InProcessModelTraining,
     SubprocessModelTraining,
 )
+from globolatte_dagster.resources.training_azureml import AzureMLModelTraining
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster.training.folder import TrainingRequest, read_outputs, write_inputs
 from globolatte_dagster_tests.training_fixtures import (
@@ -155,6 +157,15 @@ def test_globolatte_training_picks_where_the_model_trains(monkeypatch, tmp_path)
     assert Path(training.scratch_dir) == tmp_path / "training"
     monkeypatch.setenv("GLOBOLATTE_TRAINING", "inprocess")
     assert isinstance(environment_definitions("local").resources["training"], InProcessModelTraining)
+    # in azure: an Azure ML command job on the cluster the settings name, the workspace's identity as EnvVars
+    monkeypatch.delenv("GLOBOLATTE_TRAINING")
+    monkeypatch.setenv("AZUREML_TRAINING_COMPUTE", "cpu-cluster-large")
+    azure = environment_definitions("azure").resources["training"]
+    assert isinstance(azure, AzureMLModelTraining)
+    assert (azure.compute, azure.datastore) == ("cpu-cluster-large", "globolatte_training")
+    assert azure.identity_client_id == dg.EnvVar("AZUREML_TRAINING_IDENTITY_CLIENT_ID")
+    monkeypatch.setenv("GLOBOLATTE_TRAINING", "subprocess")  # or train in the run pod
+    assert isinstance(environment_definitions("azure").resources["training"], SubprocessModelTraining)
     monkeypatch.setenv("GLOBOLATTE_TRAINING", "kubernetes")
     with pytest.raises(ValueError, match="GLOBOLATTE_TRAINING must be one of inprocess, subprocess, azureml"):
         environment_definitions("local")
