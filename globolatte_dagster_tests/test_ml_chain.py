@@ -10,9 +10,10 @@ import duckdb
 import pandas as pd
 import pytest
 
+from globolatte_dagster.defs.automation import automation_sensor
 from globolatte_dagster.defs.features.assets import customer_features, purchase_history
 from globolatte_dagster.defs.mart.assets import recommendations
-from globolatte_dagster.defs.ml.assets import customer_segments, ml_automation_sensor, preference_model
+from globolatte_dagster.defs.ml.assets import customer_segments, preference_model
 from globolatte_dagster.defs.ml.registry import registered_model
 from globolatte_dagster.defs.partitions import region_day, region_day_key
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
@@ -215,12 +216,18 @@ def test_new_sales_refresh_downstream_once_per_day():
     assert third.get_requested_partitions(key) == set()  # already refreshed today
 
 
-def test_automation_sensor_is_on_and_targets_the_chain():
-    assert ml_automation_sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    keys = ml_automation_sensor.asset_selection.resolve(CHAIN, allow_missing=True)
+def test_one_automation_sensor_is_on_and_targets_the_whole_chain(monkeypatch):
+    monkeypatch.delenv("GLOBOLATTE_AUTOMATION", raising=False)
+    sensor = automation_sensor()
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    keys = sensor.asset_selection.resolve(CHAIN, allow_missing=True)
     assert {k.to_user_string() for k in keys} >= {
+        "core/purchase_history",
         "core/customer_features",
         "ml/customer_segments",
         "ml/preference_model",
+        "ml/registered_model",
         "mart/recommendations",
     }
+    monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "off")  # read when the definitions load, not at import
+    assert automation_sensor().default_status == dg.DefaultSensorStatus.STOPPED

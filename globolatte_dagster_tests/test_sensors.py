@@ -241,20 +241,20 @@ def test_a_day_landing_in_every_region_is_one_run_per_region(landing):
 def test_automation_off_starts_every_sensor_stopped(monkeypatch):
     import importlib
 
-    from globolatte_dagster.defs.serving import assets as serving_assets
+    from globolatte_dagster.defs.automation import automation_sensor
 
     try:
         monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "off")
-        for module in (sensors_module, serving_assets):
+        for module in (sensors_module,):
             importlib.reload(module)
         assert sensors_module.sales_landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
         assert sensors_module.reference_landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
-        assert serving_assets.serving_automation_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+        assert automation_sensor().default_status == dg.DefaultSensorStatus.STOPPED
         monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "sometimes")
         with pytest.raises(ValueError, match="GLOBOLATTE_AUTOMATION must be 'on' or 'off'"):
             importlib.reload(sensors_module)
     finally:
         monkeypatch.delenv("GLOBOLATTE_AUTOMATION")
-        for module in (sensors_module, serving_assets):
+        for module in (sensors_module,):
             importlib.reload(module)
     assert sensors_module.sales_landing_sensor.default_status == dg.DefaultSensorStatus.RUNNING

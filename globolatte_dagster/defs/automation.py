@@ -1,11 +1,14 @@
-"""Declarative automation of the assets below the raw layer, in one place.
+"""Declarative automation of the assets below the raw layer, in one place: the conditions and the one sensor.
 
 `daily_refresh` refreshes a region once its upstream has data and is not being loaded, at most once per
 region per day after a success, and again after a failure (at most every `RETRY_CRON` tick).
+`deploy_on_new_champion` deploys when any region's registered model changed. One sensor evaluates every
+asset's condition, so a region's whole chain (features to recommendations) can be requested in one run.
 """
 
 import dagster as dg
 
+from globolatte_dagster import settings
 from globolatte_dagster.lib.schema import WEATHER
 
 REFRESH_CRON = "0 0 * * *"  # a region refreshes at most once between two ticks of this (UTC)
@@ -63,3 +66,21 @@ def deploy_on_new_champion() -> dg.AutomationCondition:
         & ~AC.any_deps_in_progress().with_label("a region is being registered")
         & ~AC.in_progress().with_label("deployment running")
     ).with_label("deploy new champions")
+
+
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """The one automation sensor, on unless GLOBOLATTE_AUTOMATION=off (read when the definitions load)."""
+    return dg.AutomationConditionSensorDefinition(
+        "automation_sensor",
+        target=dg.AssetSelection.all(),
+        default_status=settings.default_sensor_status(),
+        minimum_interval_seconds=30,
+        description="Evaluates every asset's automation condition: the daily refresh of features, segments, "
+        "the tournament, the gate and the recommendations once new sales land, and the deployment of new "
+        "champions.",
+    )
+
+
+@dg.definitions
+def automation() -> dg.Definitions:
+    return dg.Definitions(sensors=[automation_sensor()])

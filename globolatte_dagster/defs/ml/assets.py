@@ -20,7 +20,6 @@ from globolatte_dagster.lib.recommend.training import CANDIDATES, TrainParams
 from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, PURCHASE_HISTORY, WEATHER
 from globolatte_dagster.resources.training import ModelTraining
 from globolatte_dagster.resources.warehouse import Warehouse
-from globolatte_dagster.settings import default_sensor_status
 from globolatte_dagster.training.folder import TrainingRequest
 
 ML_KINDS = {"scikitlearn", "pandas"}
@@ -245,15 +244,3 @@ def preference_model(
         raise dg.Failure(description=f"{region}: {exc}") from exc
     # an Output, not a bare value: a Pipes session (subprocess, Azure ML) requires typed results
     return dg.Output(run.result.model, metadata={**run.metadata, **_tournament_metadata(run.result, region)})
-
-
-ml_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "ml_automation_sensor",
-    target=dg.AssetSelection.assets(
-        F.CUSTOMER_FEATURES.key, PURCHASE_HISTORY.key, S.SEGMENTS.key, SEGMENT_MODEL, PREFERENCE_MODEL
-    )
-    | dg.AssetSelection.assets(["mart", "recommendations"]),
-    default_status=default_sensor_status(),
-    minimum_interval_seconds=30,
-    description="Refreshes features, segments, the tournament and recommendations once new sales land (once a day per region).",
-)

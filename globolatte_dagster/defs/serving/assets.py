@@ -9,7 +9,6 @@ from globolatte_dagster.defs.automation import deploy_on_new_champion
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.resources.endpoint import ScoringEndpoint
 from globolatte_dagster.resources.registry import ModelRegistry
-from globolatte_dagster.settings import default_sensor_status
 
 REGISTERED_MODEL = dg.AssetKey(["ml", "registered_model"])
 
@@ -62,12 +61,3 @@ def scoring_endpoint(
             "regions_without_champion": ", ".join(missing) or "none",
         }
     )
-
-
-serving_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "serving_automation_sensor",
-    target=dg.AssetSelection.assets(REGISTERED_MODEL, ["serving", "scoring_endpoint"]),
-    default_status=default_sensor_status(),
-    minimum_interval_seconds=30,
-    description="Registers each new preference model behind the gate, then deploys the champions.",
-)
