@@ -76,6 +76,22 @@ SETTINGS: tuple[Setting, ...] = (
         "AZUREML_ENDPOINT_AUTH_MODE",
         "how clients authenticate to the endpoint: `key` (default) or `aad_token` (Microsoft Entra token)",
     ),
+    # Where ml/preference_model trains (docs/training.md)
+    Setting(
+        "GLOBOLATTE_TRAINING",
+        "where ml/preference_model trains: `inprocess`, `subprocess` (default locally) or `azureml` "
+        "(default in azure)",
+    ),
+    Setting("AZUREML_TRAINING_COMPUTE", "compute cluster of the training jobs (default cpu-cluster)"),
+    Setting(
+        "AZUREML_TRAINING_DATASTORE",
+        "datastore the training folders go to and the jobs read (default globolatte_training)",
+    ),
+    Setting(
+        "AZUREML_TRAINING_IDENTITY_CLIENT_ID",
+        "client id of the training cluster's managed identity (terraform output training_identity_client_id)",
+        required_in_azure=True,
+    ),
 )
 
 SETTING_NAMES: frozenset[str] = frozenset(s.name for s in SETTINGS)
@@ -103,6 +119,26 @@ def env() -> str:
     if value not in ("local", "azure"):
         raise ValueError(f"GLOBOLATTE_ENV must be 'local' or 'azure', not '{value}'")
     return value
+
+
+TRAINING_PATHS = ("inprocess", "subprocess", "azureml")
+
+
+def training(environment: str | None = None) -> str:
+    """Where ml/preference_model trains (GLOBOLATTE_TRAINING): subprocess locally, azureml in azure."""
+    default = "azureml" if (environment or env()) == "azure" else "subprocess"
+    value = os.environ.get("GLOBOLATTE_TRAINING", "").strip().lower() or default
+    if value not in TRAINING_PATHS:
+        raise ValueError(f"GLOBOLATTE_TRAINING must be one of {', '.join(TRAINING_PATHS)}, not '{value}'")
+    return value
+
+
+def azureml_training_target() -> tuple[str, str]:
+    """AZUREML_TRAINING_COMPUTE and AZUREML_TRAINING_DATASTORE ("" where unset: the code's defaults)."""
+    return (
+        os.environ.get("AZUREML_TRAINING_COMPUTE", "").strip(),
+        os.environ.get("AZUREML_TRAINING_DATASTORE", "").strip(),
+    )
 
 
 def home() -> Path:

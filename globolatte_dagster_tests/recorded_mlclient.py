@@ -7,15 +7,27 @@ the real scoring script: `score.Scorer` over the model bundle the deployment nam
 with `fail["<operation>:<name>"] = exception` (or `fail["<operation>"]`); `delays["models.get"] = s`
 makes a read take `s` seconds (to widen read-modify-write races); `datastores.get_default()` names the
 workspace's default blob datastore, as the service does.
+
+Jobs (`create_or_update(command)`, `jobs.get`, `jobs.begin_cancel`, `jobs.stream`) take the SDK's
+`Command` and answer `CommandJob`s whose status moves NotStarted -> Running -> Completed | Failed |
+Canceled. The compute is emulated by `job_runner` (see `LocalJobRunner`): on the first poll it runs the
+job's command on this machine, with the code snapshot, the datastore inputs and outputs of Azurite, and
+marks the job Failed, with Azure ML's kind of error message, when the process fails. `job_failure` makes
+the next job fail in the service instead (an error dict, as run history records it).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +190,7 @@ class _Deployments(_Ops):
 class _Datastores(_Ops):
     def __init__(self, client: RecordedMLClient) -> None:
         super().__init__(client, "datastores")
+        self.store: dict[str, Any] = {}
 
     def get_default(self, **_: Any) -> Any:
         from azure.ai.ml.entities import AzureBlobDatastore
@@ -188,6 +201,148 @@ class _Datastores(_Ops):
             account_name="stglobolatteml",
             container_name="azureml-blobstore-00000000-0000-0000-0000-000000000000",
         )
+
+    def get(self, name: str, **_: Any) -> Any:
+        self._record("get", name)
+        if name not in self.store:
+            raise ResourceNotFoundError(f"datastore {name} not found")
+        return copy.deepcopy(self.store[name])
+
+
+TERMINAL = ("Completed", "Failed", "Canceled")
+
+
+class _Jobs(_Ops):
+    def __init__(self, client: RecordedMLClient) -> None:
+        super().__init__(client, "jobs")
+        self.submitted: dict[str, Any] = {}  # name -> the Command as submitted
+        self.store: dict[str, Any] = {}  # name -> CommandJob (what get answers)
+        self.errors: dict[str, dict] = {}
+        self.polls: dict[str, int] = {}
+
+    def create(self, command: Any) -> Any:
+        self._record("create_or_update", command.name, command.compute)
+        if command.compute is None or not command.code or not Path(str(command.code)).is_dir():
+            raise HttpResponseError(f"job {command.name}: a compute and a local code folder are required")
+        snapshot = self.client.root / "jobs" / command.name / "code"
+        shutil.copytree(str(command.code), snapshot)  # the SDK uploads the code folder at submission
+        job = command._to_job()
+        job._status = "NotStarted"
+        self.submitted[command.name] = command
+        self.store[command.name] = job
+        return copy.deepcopy(job)
+
+    def get(self, name: str, **_: Any) -> Any:
+        self._record("get", name)
+        if name not in self.store:
+            raise ResourceNotFoundError(f"job {name} not found")
+        job = self.store[name]
+        self.polls[name] = self.polls.get(name, 0) + 1
+        if job.status == "NotStarted":
+            job._status = "Running"
+        elif job.status == "Running":
+            if self.client.job_failure is not None:
+                self.errors[name], self.client.job_failure = self.client.job_failure, None
+                job._status = "Failed"
+            else:
+                status, error = self.client.job_runner(self.client, self.submitted[name])
+                job._status = status
+                if error:
+                    self.errors[name] = error
+        elif job.status == "CancelRequested":
+            job._status = "Canceled"
+        return copy.deepcopy(job)
+
+    def begin_cancel(self, name: str, **_: Any) -> Poller:
+        self._record("begin_cancel", name)
+        if name not in self.store:
+            raise ResourceNotFoundError(f"job {name} not found")
+        if self.store[name].status not in TERMINAL:
+            self.store[name]._status = "CancelRequested"
+        return Poller(None)
+
+    def stream(self, name: str) -> None:
+        """As the SDK's: follows the job to its end and raises JobException when it failed."""
+        from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, JobException
+
+        self._record("stream", name)
+        if self.store[name].status == "Failed":
+            error = self.errors.get(name) or "Detailed error not set on the Run."
+            raise JobException(
+                message=f"Exception : \n {json.dumps(error, indent=4)} ",
+                target=ErrorTarget.JOB,
+                no_personal_data_message="Exception raised on failed job.",
+                error_category=ErrorCategory.SYSTEM_ERROR,
+            )
+
+
+def _datastore_path(uri: str) -> tuple[str, str]:
+    """(datastore, path) of `azureml://datastores/<name>/paths/<path>`."""
+    rest = str(uri).split("azureml://datastores/", 1)[1]
+    name, _, path = rest.partition("/paths/")
+    return name, path.strip("/")
+
+
+class LocalJobRunner:
+    """The compute of the recorded workspace: runs a command job's process on this machine.
+
+    Inputs are downloaded from the datastore's container (as `ro_mount` would show them), the outputs
+    folder is uploaded back to its datastore path afterwards (as `rw_mount` leaves it), `python` is this
+    interpreter (or `python`), and the process gets the job's environment variables plus
+    `compute_env` (the compute's credentials: Azurite's connection string in the tests).
+    """
+
+    def __init__(self, blob_service: Any, compute_env: dict[str, str], python: str = sys.executable) -> None:
+        self.blobs = blob_service
+        self.compute_env = compute_env
+        self.python = python
+        self.last: subprocess.CompletedProcess | None = None
+
+    def _container(self, client: RecordedMLClient, datastore: str) -> Any:
+        return self.blobs.get_container_client(client.datastores.store[datastore].container_name)
+
+    def __call__(self, client: RecordedMLClient, command: Any) -> tuple[str, dict | None]:
+        work = client.root / "jobs" / command.name
+        text = str(command.command)
+        for kind, items in (("inputs", command.inputs), ("outputs", command.outputs)):
+            for key, item in (items or {}).items():
+                local = work / kind / key
+                local.mkdir(parents=True, exist_ok=True)
+                if kind == "inputs":
+                    datastore, path = _datastore_path(item.path)
+                    container = self._container(client, datastore)
+                    for blob in container.list_blobs(name_starts_with=f"{path}/"):
+                        target = local / blob.name[len(path) + 1 :]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(container.download_blob(blob.name).readall())
+                text = text.replace(f"${{{{{kind}.{key}}}}}", str(local))
+        argv = shlex.split(text)
+        if argv and argv[0] == "python":
+            argv[0] = self.python
+        env = {**os.environ, **(command.environment_variables or {}), **self.compute_env}
+        self.last = subprocess.run(
+            argv, cwd=work / "code", env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        for key, item in (command.outputs or {}).items():
+            datastore, path = _datastore_path(item.path)
+            container = self._container(client, datastore)
+            for file in sorted(p for p in (work / "outputs" / key).rglob("*") if p.is_file()):
+                rel = file.relative_to(work / "outputs" / key).as_posix()
+                with file.open("rb") as data:
+                    container.upload_blob(f"{path}/{rel}", data, overwrite=True)
+        if self.last.returncode == 0:
+            return "Completed", None
+        tail = (self.last.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return "Failed", {
+            "code": "UserError",
+            "message": f"Execution failed. User process '{argv[0]}' exited with status code "
+            f"{self.last.returncode}. Please check log file 'user_logs/std_log.txt' for error details. "
+            f"Error: {tail}",
+        }
+
+
+def no_compute(client: RecordedMLClient, command: Any) -> tuple[str, dict | None]:
+    return "Failed", {"code": "ServiceError", "message": "no compute is emulated in this test"}
 
 
 class RecordedMLClient:
@@ -200,10 +355,21 @@ class RecordedMLClient:
         self.fail: dict[str, Exception] = {}
         self.answers: dict[str, str] = {}  # deployment name -> raw invoke answer (to simulate a wrong one)
         self.deployment_state = "Succeeded"
+        self.job_runner: Callable[[RecordedMLClient, Any], tuple[str, dict | None]] = no_compute
+        self.job_failure: dict | None = None
         self.models = _Models(self)
         self.online_endpoints = _Endpoints(self)
         self.online_deployments = _Deployments(self)
         self.datastores = _Datastores(self)
+        self.jobs = _Jobs(self)
+
+    def create_or_update(self, entity: Any, **_: Any) -> Any:
+        """`MLClient.create_or_update`: jobs only here (the SDK dispatches on the entity's type)."""
+        from azure.ai.ml.entities import Command, Job
+
+        if isinstance(entity, Command | Job):
+            return self.jobs.create(entity)
+        raise TypeError(f"the recorded MLClient creates jobs only, not {type(entity).__name__}")
 
     def ops(self, prefix: str = "online_") -> list[tuple]:
         """The recorded calls whose operation starts with `prefix`."""

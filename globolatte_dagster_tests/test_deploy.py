@@ -322,3 +322,79 @@ def test_an_endpoint_spec_with_another_auth_mode_than_the_helm_values_fails(depl
     _replace(deploy_copy / "azureml" / "endpoint.yml", "auth_mode: aad_token", "auth_mode: key")
     problems = checks.check_azureml(deploy_copy)
     assert any("differs from the Helm values' AZUREML_ENDPOINT_AUTH_MODE" in p for p in problems), problems
+
+
+# --- the Azure ML training infrastructure (deploy/tools/training_checks.py) ----------------------------------
+training_checks = checks.load_training_checks()
+
+
+def test_the_training_cluster_datastore_and_identity_pass_the_training_checks():
+    problems = training_checks.check_training_infrastructure(DEPLOY)
+    assert not problems, _report(problems)
+
+
+def test_the_training_job_spec_loads_and_pins_its_environment():
+    problems = training_checks.check_training_job(DEPLOY)
+    assert not problems, _report(problems)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "min_node_count                       = 0",
+            "min_node_count                       = 1",
+            "min_node_count",
+        ),
+        ("node_public_ip_enabled        = false", "node_public_ip_enabled        = true", "no public IP"),
+        (
+            'type         = "UserAssigned"\n    identity_ids = [azurerm_user_assigned_identity.training.id]',
+            'type = "SystemAssigned"',
+            "user-assigned identity",
+        ),
+        (
+            "scope                = azurerm_storage_container.training.id",
+            "scope                = azurerm_storage_account.ml.id",
+            "training_data: the training identity may only hold",
+        ),
+        (
+            'role_definition_name = "AcrPull"',
+            'role_definition_name = "Contributor"',
+            "training_acr_pull: the training identity may only hold",
+        ),
+        (
+            'service_data_auth_identity = "WorkspaceSystemAssignedIdentity"',
+            "account_key                = azurerm_storage_account.ml.primary_access_key",
+            "must be credential-less",
+        ),
+    ],
+    ids=[
+        "keeps-a-node",
+        "public-ip",
+        "system-identity",
+        "account-wide-data-role",
+        "contributor",
+        "keyed-datastore",
+    ],
+)
+def test_a_planted_mistake_in_the_training_infrastructure_fails_the_check(deploy_copy, old, new, expected):
+    _replace(deploy_copy / "terraform" / "azure" / "ml.tf", old, new)
+    problems = training_checks.check_training_infrastructure(deploy_copy)
+    assert any(expected in p for p in problems), _report(problems)
+
+
+def test_a_training_cluster_outside_any_private_network_fails_the_check(deploy_copy):
+    ml = deploy_copy / "terraform" / "azure" / "ml.tf"
+    _replace(ml, 'isolation_mode = "AllowOnlyApprovedOutbound"', 'isolation_mode = "Disabled"')
+    problems = training_checks.check_training_infrastructure(deploy_copy)
+    assert any("no private network" in p for p in problems), _report(problems)
+
+
+def test_an_unpinned_training_environment_fails_the_job_check(deploy_copy):
+    _replace(
+        deploy_copy / "azureml" / "training-job.yml",
+        "openmpi4.1.0-ubuntu22.04:20250601.v1",
+        "openmpi4.1.0-ubuntu22.04:latest",
+    )
+    problems = training_checks.check_training_job(deploy_copy)
+    assert any("is not pinned" in p for p in problems), _report(problems)

@@ -18,6 +18,7 @@ from globolatte_dagster.defs.ml.registry import registered_model
 from globolatte_dagster.defs.partitions import region_day, region_day_key
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
 from globolatte_dagster.resources.registry import LocalModelRegistry
+from globolatte_dagster.resources.training import SubprocessModelTraining
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
 
@@ -47,6 +48,8 @@ def _resources(db: str, root: Path) -> dict:
         "warehouse_io_manager": WarehouseDuckDBIOManager(database=db),
         "model_io_manager": dg.FilesystemIOManager(base_dir=str(root / "artifacts")),
         "registry": LocalModelRegistry(root=str(root / "registry")),
+        # the default local path: training.job in a subprocess, through Dagster Pipes
+        "training": SubprocessModelTraining(scratch_dir=str(root / "training")),
     }
 
 
@@ -74,6 +77,7 @@ def test_chain_materialises_and_recommendations_match_the_model(case):
     assert "| segment |" in seg_meta["profiles"].value
 
     model_meta = result.asset_materializations_for_node("ml__preference_model")[0].metadata
+    assert model_meta["training"].value == "subprocess"  # trained by training.job, reported through Pipes
     for name in ("popularity", "repeat", "recency_repeat", "tifu_knn", "context_model"):
         assert 0.0 <= model_meta[f"hit_rate_at_3_{name}"].value <= 1.0, name
     assert model_meta["hit_rate_at_3"].value >= model_meta["best_baseline_hit_rate_at_3"].value

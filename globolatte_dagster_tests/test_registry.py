@@ -23,6 +23,7 @@ from globolatte_dagster.lib.schema import SALES
 from globolatte_dagster.resources.endpoint import LocalScoringEndpoint
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
 from globolatte_dagster.resources.registry import LocalModelRegistry
+from globolatte_dagster.resources.training import InProcessModelTraining
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster.serving.model_server import ModelServer
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
@@ -213,6 +214,7 @@ def ml_env(tmp_path_factory):
         "model_io_manager": dg.FilesystemIOManager(base_dir=str(root / "artifacts")),
         "registry": LocalModelRegistry(root=str(root / "registry")),
         "endpoint": LocalScoringEndpoint(root=str(root / "endpoint"), drain_s=0.2),
+        "training": InProcessModelTraining(),
     }
     late = frames["sales"][frames["sales"]["day"] > cut]
     yield {"root": root, "resources": resources, "case": case, "late_sales": late, "database": database}

@@ -770,6 +770,10 @@ def all_problems(deploy_dir: Path = REPO_ROOT / "deploy") -> dict[str, list[str]
         "settings coverage": check_settings_coverage(deploy_dir),
         "azure ml": check_azureml(deploy_dir) + check_scoring_script_exists(deploy_dir),
     }
+    training = load_training_checks()
+    results["azure ml training"] = training.check_training_infrastructure(
+        deploy_dir
+    ) + training.check_training_job(deploy_dir)
     hadolint = run_hadolint(deploy_dir)
     results["hadolint"] = hadolint if hadolint is not None else []
     return results
@@ -787,6 +791,18 @@ def installed_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+def load_training_checks() -> Any:
+    """deploy/tools/training_checks.py (the training cluster, datastore and job spec), as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "globolatte_training_checks", Path(__file__).with_name("training_checks.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> int:

@@ -43,9 +43,16 @@ def azure_resources() -> dict:
 
 
 def environment_definitions(env: str | None = None) -> dg.Definitions:
-    """Resources (and the executor) for `GLOBOLATTE_ENV`: `local` (default) or `azure`."""
+    """Resources (and the executor) for `GLOBOLATTE_ENV`: `local` (default) or `azure`.
+
+    `training` (where ml/preference_model trains) follows GLOBOLATTE_TRAINING: `subprocess` by default
+    locally, `azureml` by default in `azure`; `inprocess` anywhere.
+    """
+    from globolatte_dagster.resources.training import training_resource
+
     env = env or settings.env()
+    training = {"training": training_resource(settings.training(env))}
     if env == "azure":
-        return dg.Definitions(resources=azure_resources())
+        return dg.Definitions(resources={**azure_resources(), **training})
     # DuckDB allows one writing process: steps of a local run share the run's process.
-    return dg.Definitions(resources=local_resources(), executor=dg.in_process_executor)
+    return dg.Definitions(resources={**local_resources(), **training}, executor=dg.in_process_executor)

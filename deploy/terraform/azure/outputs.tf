@@ -66,8 +66,18 @@ output "ml_workspace_name" {
 }
 
 output "ml_compute_cluster" {
-  description = "Azure ML CPU cluster for training jobs."
+  description = "AZUREML_TRAINING_COMPUTE: the Azure ML CPU cluster of the training jobs."
   value       = azurerm_machine_learning_compute_cluster.cpu.name
+}
+
+output "training_identity_client_id" {
+  description = "AZUREML_TRAINING_IDENTITY_CLIENT_ID: the training cluster's identity, used by the jobs."
+  value       = azurerm_user_assigned_identity.training.client_id
+}
+
+output "training_datastore" {
+  description = "AZUREML_TRAINING_DATASTORE: the datastore of the training folders."
+  value       = azurerm_machine_learning_datastore_blobstorage.training.name
 }
 
 output "user_code_identity_client_id" {

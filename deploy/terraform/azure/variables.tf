@@ -158,6 +158,12 @@ variable "ml_cluster_max_nodes" {
   default     = 4
 }
 
+variable "training_retention_days" {
+  description = "Days a training job's folder (inputs, outputs, Pipes messages) is kept in the training container."
+  type        = number
+  default     = 30
+}
+
 variable "log_retention_days" {
   description = "Log Analytics retention in days."
   type        = number

@@ -16,10 +16,11 @@ from globolatte_dagster.lib import segments as S
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE
 from globolatte_dagster.lib.recommend.scoring import RegionRecommender
-from globolatte_dagster.lib.recommend.tournament import train_region
 from globolatte_dagster.lib.recommend.training import CANDIDATES, TrainParams
 from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, PURCHASE_HISTORY, WEATHER
+from globolatte_dagster.resources.training import ModelTraining
 from globolatte_dagster.resources.warehouse import Warehouse
+from globolatte_dagster.training.folder import TrainingRequest
 
 ML_KINDS = {"scikitlearn", "pandas"}
 SEGMENT_MODEL = dg.AssetKey(["ml", "segment_model"])
@@ -228,23 +229,19 @@ def preference_model(
     context: dg.AssetExecutionContext,
     config: PreferenceModelConfig,
     warehouse: Warehouse,
+    training: ModelTraining,
     segment_model: S.Segmenter,
-) -> RegionRecommender:
+) -> dg.Output[RegionRecommender]:
     """Every candidate recommender judged on a time-based hold-out; the champions refit for serving."""
     region = context.partition_key
     try:
         params = config.train_params()
-        history = D.load_history(warehouse.query, region, params.lookback_days)
-        result = train_region(
-            history,
-            params,
-            segment_at=segment_model.assign,
-            segments_now=segment_model.assign(history),
-            force_candidate=config.force_candidate,
-            force_discover=config.force_discover,
-            log=context.log.info,
+        frames = D.load_frames(warehouse.query, region, params.lookback_days)
+        request = TrainingRequest(
+            frames, params, segment_model, config.force_candidate, config.force_discover
         )
+        run = training.train(context, request)  # in the run, a subprocess or Azure ML (GLOBOLATTE_TRAINING)
     except ValueError as exc:
         raise dg.Failure(description=f"{region}: {exc}") from exc
-    context.add_output_metadata(_tournament_metadata(result, region))
-    return result.model
+    # an Output, not a bare value: a Pipes session (subprocess, Azure ML) requires typed results
+    return dg.Output(run.result.model, metadata={**run.metadata, **_tournament_metadata(run.result, region)})

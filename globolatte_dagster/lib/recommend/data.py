@@ -145,10 +145,31 @@ class History:
         return ContextArrays.of(out)
 
 
+@dataclass
+class HistoryFrames:
+    """The warehouse rows a History is built from (what a training job reads from its input folder)."""
+
+    region: str
+    lines: pd.DataFrame  # core.purchase_history: day, customer_id, product_id, quantity, ...
+    products: pd.DataFrame  # core.products: product_id, product_name, category, serving
+    weather: pd.DataFrame  # raw.weather: day, temp_max_c, precip_mm
+    customers: list[str]  # every loyalty customer the warehouse has seen in the region
+
+    def history(self) -> History:
+        return history_from_frames(self.region, self.lines, self.products, self.weather, self.customers)
+
+
 def load_history(
     query: Query, region: str, lookback_days: int = 365, last_day: date | None = None
 ) -> History:
     """The region's history over `lookback_days` up to its last landed day (or `last_day`)."""
+    return load_frames(query, region, lookback_days, last_day).history()
+
+
+def load_frames(
+    query: Query, region: str, lookback_days: int = 365, last_day: date | None = None
+) -> HistoryFrames:
+    """The rows of `load_history`: the region's lines over `lookback_days`, the catalogue, the weather."""
     if region not in REGIONS:
         raise ValueError(f"unknown region '{region}'")
     if last_day is None:
@@ -163,7 +184,7 @@ def load_history(
     for col in ("temp_max_c", "precip_mm"):
         weather[col] = pd.to_numeric(weather[col], errors="coerce").astype("float64")
     everyone = _lower(query(CUSTOMERS_SQL, [region, last_day.isoformat()]))["customer_id"].astype(str)
-    return history_from_frames(region, lines, products, weather, everyone.tolist())
+    return HistoryFrames(region, lines, products, weather, everyone.tolist())
 
 
 def history_from_frames(
