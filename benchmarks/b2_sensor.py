@@ -4,21 +4,29 @@ The landing zone holds about 1k, 10k and 100k small sales files: 3 regions, 35 s
 and as many days back from yesterday as that takes. The folder is written directly (not the simulator)
 and the Azurite container is filled with the blob SDK from a thread pool.
 
-Per size and backend, after a first (cold) tick that builds the cursor, three rounds each land one new
-file per region on a new day (3 new files), then
-- tick: the real sensor evaluated with `dg.build_sensor_context` and the previous tick's cursor; the
-  listed-object and listing-call counts come from `lib.scan.scan_sales` on the same cursor;
+The sensor decides on Dagster's partition status (a requested day closes only once it is loaded), so the
+benchmark plays the runs: after every tick, each partition it requested is reported materialized in the
+ephemeral instance, as a successful run would (not timed). Per size and backend:
+- cold tick (empty cursor: a full pass that requests every day), then the first tick after those loads
+  (it closes the loaded days: every day folder is listed once more);
+- three rounds that each land one new file per region on a new day (3 new files). A local file written
+  less than `QUIET_SECONDS` ago waits for the next listing, which must see it unchanged: on the local
+  folder the first tick after the landing defers the 3 files and the next one requests them (both timed);
+  Azurite's listing has no modification time, so its first tick requests them. The tick is the real
+  sensor evaluated with `dg.build_sensor_context` and the previous cursor; the listed-object and
+  listing-call counts come from `lib.scan.scan_sales` with the sensor's own arguments on the same cursor;
 - baseline: `landing.list("sales/")` and a comparison of every fingerprint with the previous listing.
-The median over the rounds is reported.
+The median over the rounds is reported, then the hourly full pass is timed once on the last cursor.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -34,11 +42,18 @@ from benchmarks.common import (
     timed,
     write_result,
 )
+from globolatte_dagster import settings
 from globolatte_dagster.defs.ingestion import sensors
 from globolatte_dagster.defs.ingestion.sensors import sales_landing_sensor
-from globolatte_dagster.defs.partitions import FIRST_DAY
+from globolatte_dagster.defs.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    region_day_key,
+    region_day_partitions,
+)
 from globolatte_dagster.lib.contract import REGION_KEYS, REGIONS, sales_prefix
-from globolatte_dagster.lib.scan import scan_sales
+from globolatte_dagster.lib.scan import parse_cursor, scan_sales
+from globolatte_dagster.lib.schema import SALES
 from globolatte_dagster.resources.landing import LandingZone, LocalLandingZone
 
 NAME = "b2_sensor"
@@ -110,24 +125,79 @@ def _instance() -> dg.DagsterInstance:
     return instance
 
 
+def _requested_partitions(request: dg.RunRequest) -> list[str]:
+    """The region x day partition keys of a run request (one partition, or a ranged run of one region)."""
+    if request.partition_key:
+        return [str(request.partition_key)]
+    partitions = region_day_partitions()
+    start, end = (
+        partitions.get_partition_key_from_str(request.tags[t]) for t in (RANGE_START_TAG, RANGE_END_TAG)
+    )
+    region = start.keys_by_dimension["region"]
+    first = date.fromisoformat(start.keys_by_dimension["day"])
+    last = date.fromisoformat(end.keys_by_dimension["day"])
+    days = (last - first).days + 1
+    return [str(region_day_key(region, (first + timedelta(days=i)).isoformat())) for i in range(days)]
+
+
+def _runs_succeed(instance: dg.DagsterInstance, requests: list[dg.RunRequest]) -> int:
+    """What the requested runs would leave behind: a materialisation of raw/sales per partition (not timed)."""
+    n = 0
+    for request in requests:
+        for key in _requested_partitions(request):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=SALES.key, partition=key))
+            n += 1
+    return n
+
+
+class Clock:
+    """The sensor's clock (`sensors._now`), advanced by the sensor's minimum interval before every tick.
+
+    The measured ticks run back to back, but the daemon ticks every `minimum_interval_seconds`: with the
+    real clock, files written a moment before would still look just written two ticks later.
+    """
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+        self.step = timedelta(seconds=sales_landing_sensor.minimum_interval_seconds or 30)
+        self._saved = sensors._now
+
+    def __enter__(self) -> Clock:
+        sensors._now = lambda: self.now
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sensors._now = self._saved
+
+    def tick(self) -> None:
+        self.now += self.step
+
+
 def _sensor_tick(zone: LandingZone, instance: dg.DagsterInstance, cursor: str | None) -> tuple[float, dict]:
     ctx = dg.build_sensor_context(cursor=cursor, resources={"landing": zone}, instance=instance)
     with timed() as t:
         result = sales_landing_sensor(ctx)
     if not isinstance(result, dg.SensorResult):
         raise RuntimeError(f"the sensor did not tick: {result}")
-    return t["s"], {"cursor": result.cursor, "run_requests": len(result.run_requests or [])}
+    requests = list(result.run_requests or [])
+    loaded = _runs_succeed(instance, requests)
+    return t["s"], {"cursor": result.cursor, "run_requests": len(requests), "partitions_requested": loaded}
 
 
-def _scan_counts(zone: LandingZone, cursor: str | None, last_day: date) -> dict:
+def _scan_counts(zone: LandingZone, instance: dg.DagsterInstance, cursor: str | None, last_day: date) -> dict:
+    """`scan_sales` with the sensor's own arguments on the same cursor (no side effects): what a tick lists."""
     with timed() as t:
         scan = scan_sales(
             zone.list,
             zone.list_dirs,
-            json.loads(cursor) if cursor else None,
-            first_day=date.fromisoformat(FIRST_DAY),
+            parse_cursor(cursor)[0],
+            first_day=date.fromisoformat(settings.first_day()),
             last_day=last_day,
+            now=sensors._now(),
             full_pass_seconds=sensors.SALES_FULL_PASS_SECONDS,
+            status=sensors.partition_status(instance, SALES.key),
+            quiet_seconds=sensors.QUIET_SECONDS,
+            retry=sensors.RETRY,
         )
     return {
         "scan_seconds": t["s"],
@@ -135,7 +205,17 @@ def _scan_counts(zone: LandingZone, cursor: str | None, last_day: date) -> dict:
         "listing_calls": scan.listing_calls,
         "changed_partitions": len(scan.changes),
         "full_pass": scan.full_pass,
+        "deferred_files": len(scan.cursor.get("pending", {})),
     }
+
+
+def _tick(
+    zone: LandingZone, instance: dg.DagsterInstance, cursor: str | None, last_day: date, clock: Clock
+) -> tuple[float, dict]:
+    clock.tick()
+    counts = _scan_counts(zone, instance, cursor, last_day)  # same input cursor as the tick below
+    seconds, tick = _sensor_tick(zone, instance, cursor)
+    return seconds, {**counts, **tick, "tick_seconds": seconds}
 
 
 def _full_listing(zone: LandingZone, previous: dict[str, str]) -> tuple[float, dict[str, str], int]:
@@ -146,20 +226,22 @@ def _full_listing(zone: LandingZone, previous: dict[str, str]) -> tuple[float, d
 
 
 def measure(zone: LandingZone, end: date, n_files: int) -> dict:
-    """Cold tick, then ROUNDS rounds of 3 new files: sensor tick vs full listing."""
+    """Cold tick, the tick that closes the loaded days, then ROUNDS rounds of 3 new files: tick vs full listing."""
     instance = _instance()
     try:
-        return _measure(zone, end, n_files, instance)
+        with Clock() as clock:
+            return _measure(zone, end, n_files, instance, clock)
     finally:
         # closed here, in its own thread: left to the garbage collector, the ephemeral instance's SQLite
         # connections were closed from the upload threads, which SQLite refuses (noise in the log)
         instance.dispose()
 
 
-def _measure(zone: LandingZone, end: date, n_files: int, instance: dg.DagsterInstance) -> dict:
+def _measure(zone: LandingZone, end: date, n_files: int, instance: dg.DagsterInstance, clock: Clock) -> dict:
     last_day = date.today() + timedelta(days=7)  # the sensor's own partition window
-    cold_s, first = _sensor_tick(zone, instance, None)
-    cursor = first["cursor"]
+    cold_s, first = _tick(zone, instance, None, last_day, clock)
+    settle_s, settle = _tick(zone, instance, first["cursor"], last_day, clock)
+    cursor = settle["cursor"]
     _, previous, _ = _full_listing(zone, {})
     rounds = []
     for k in range(1, ROUNDS + 1):
@@ -167,27 +249,37 @@ def _measure(zone: LandingZone, end: date, n_files: int, instance: dg.DagsterIns
         for region in REGION_KEYS:
             path = f"{sales_prefix(region, day)}store-000.csv"
             zone.write_bytes(path, content(path))
-        counts = _scan_counts(zone, cursor, last_day)  # same input cursor as the tick below
-        tick_s, tick = _sensor_tick(zone, instance, cursor)
+            if isinstance(zone, LocalLandingZone):  # landed 5 s before the next tick (by the sensor's clock)
+                landed = (clock.now + clock.step).timestamp() - 5
+                os.utime(Path(zone.root) / path, (landed, landed))
+        _, tick = _tick(zone, instance, cursor, last_day, clock)
         cursor = tick["cursor"]
+        deferral = None
+        if tick["run_requests"] == 0 and tick["deferred_files"]:  # just written: the next tick takes them
+            deferral = tick
+            _, tick = _tick(zone, instance, cursor, last_day, clock)
+            cursor = tick["cursor"]
         base_s, previous, base_changed = _full_listing(zone, previous)
         rounds.append(
             {
-                "tick_seconds": tick_s,
-                "run_requests": tick["run_requests"],
-                **counts,
+                **{k: v for k, v in tick.items() if k != "cursor"},
+                "deferred_first": deferral["deferred_files"] if deferral else 0,
+                "deferral_tick_seconds": deferral["tick_seconds"] if deferral else None,
                 "baseline_seconds": base_s,
                 "baseline_listed_objects": len(previous),
                 "baseline_changed_files": base_changed,
             }
         )
-    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    med = {
+        k: statistics.median(r[k] for r in rounds)
+        for k in rounds[0]
+        if all(isinstance(r[k], int | float) and not isinstance(r[k], bool) for r in rounds)
+    }
     # the hourly full pass (every day folder of every region), forced on the last cursor
     interval = sensors.SALES_FULL_PASS_SECONDS
     sensors.SALES_FULL_PASS_SECONDS = 0
     try:
-        full_counts = _scan_counts(zone, cursor, last_day)
-        full_s, _ = _sensor_tick(zone, instance, cursor)
+        full_s, full = _tick(zone, instance, cursor, last_day, clock)
     finally:
         sensors.SALES_FULL_PASS_SECONDS = interval
     # where a tick's time goes: one region's day folders (all of them, or one month) and one day's files
@@ -205,13 +297,24 @@ def _measure(zone: LandingZone, end: date, n_files: int, instance: dg.DagsterIns
     return {
         "files": n_files,
         "cold_tick_seconds": round(cold_s, 3),
+        "cold_tick_partitions_requested": first["partitions_requested"],
+        "cold_tick_run_requests": first["run_requests"],
+        "settle_tick_seconds": round(settle_s, 3),
+        "settle_tick_listed_objects": settle["listed_objects"],
         "tick_seconds": round(med["tick_seconds"], 4),
         "scan_seconds": round(med["scan_seconds"], 4),
         "listed_objects": int(med["listed_objects"]),
         "listing_calls": int(med["listing_calls"]),
         "ordinary_ticks": not any(r["full_pass"] for r in rounds),
+        "deferred_first": int(med["deferred_first"]),
+        "deferral_tick_seconds": (
+            round(statistics.median(r["deferral_tick_seconds"] for r in rounds), 4)
+            if all(r["deferral_tick_seconds"] is not None for r in rounds)
+            else None
+        ),
         "full_pass_tick_seconds": round(full_s, 4),
-        "full_pass_listed_objects": full_counts["listed_objects"],
+        "full_pass_listed_objects": full["listed_objects"],
+        "full_pass_run_requests": full["run_requests"],
         "changed_partitions": int(med["changed_partitions"]),
         "run_requests": int(med["run_requests"]),
         "baseline_seconds": round(med["baseline_seconds"], 4),
@@ -322,7 +425,11 @@ def markdown(p: dict) -> str:
                     label,
                     r["files"],
                     r["cold_tick_seconds"],
+                    r.get("settle_tick_seconds"),
                     r["tick_seconds"],
+                    f"{r.get('deferred_first', 0)} ({r['deferral_tick_seconds']} s)"
+                    if r.get("deferral_tick_seconds") is not None
+                    else r.get("deferred_first", 0),
                     r["listed_objects"],
                     r["listing_calls"],
                     r["run_requests"],
@@ -340,7 +447,9 @@ def markdown(p: dict) -> str:
         "landing zone",
         "files",
         "cold tick s",
+        "first tick after the loads s",
         "tick s (3 new files)",
+        "files deferred by the tick before (its s)",
         "listed objects",
         "listing calls",
         "run requests",
@@ -374,12 +483,17 @@ def markdown(p: dict) -> str:
             f"Machine: {machine_line(p['machine'])}.",
             "",
             f"{p['files_per_region_day']} store files per region-day, 3 regions, history back from yesterday; "
-            f"each tick follows the landing of 3 new files (one new day per region). Median of {ROUNDS} rounds. "
+            f"each measured tick requests 3 new files (one new day per region). Median of {ROUNDS} rounds. "
             "The tick is `sales_landing_sensor` evaluated with the previous cursor (an ordinary tick: day "
-            "folders listed under recent month prefixes); the baseline lists `sales/` in full and compares "
-            "fingerprints. The hourly full pass (every day folder of every region, to find late days) is "
-            "timed once per size on the last cursor; the cold tick (first tick, empty cursor) is a full pass "
-            "that also lists every day's files.",
+            "folders listed under recent month prefixes) on an ephemeral instance where every requested "
+            "partition is then reported loaded (the runs are played, not timed: the sensor decides on "
+            "partition status); the baseline lists `sales/` in full and compares fingerprints. On the local "
+            "folder the tick right after the landing defers the 3 just-written files (modified less than "
+            f"{sensors.QUIET_SECONDS:g} s ago) and the next tick requests them; Azurite lists no modification "
+            "time, so its first tick requests them. The cold tick (empty cursor) is a full pass that requests "
+            "every day; the first tick after those loads closes them (it lists every open day once more). The "
+            "hourly full pass (every file of every region, to find late days and changed files) is timed once "
+            "per size on the last cursor.",
             "",
             md_table(head, rows),
             "",

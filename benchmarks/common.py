@@ -154,13 +154,25 @@ def exponent(x1: float, y1: float, x2: float, y2: float) -> float | None:
 
 # ---- data ---------------------------------------------------------------------------------------------
 def simulated(
-    name: str, customers: int, days: int, regions: Sequence[str], start: date, seed: int = 11
+    name: str,
+    customers: int,
+    days: int,
+    regions: Sequence[str] | None,
+    start: date | None,
+    seed: int = 11,
+    profile: str = "friendly",
 ) -> tuple[Path, dict]:
-    """A simulator landing zone under benchmarks/.work, generated once and reused while its parameters match."""
+    """A simulator landing zone under benchmarks/.work, generated once and reused while its parameters match.
+
+    `regions` and `start` default (None) to the profile's.
+    """
     from globolatte_dagster.simulate.generator import simulate
+    from globolatte_dagster.simulate.profiles import PROFILES
 
     base = WORK / "data" / name
     marker = base / "summary.json"
+    regions = tuple(regions or PROFILES[profile].regions)
+    start = start or PROFILES[profile].start_date
     params = {
         "customers": customers,
         "days": days,
@@ -168,6 +180,8 @@ def simulated(
         "start": start.isoformat(),
         "seed": seed,
     }
+    if profile != "friendly":  # the friendly profile writes what the simulator wrote before profiles
+        params["profile"] = profile
     if marker.exists():
         saved = json.loads(marker.read_text())
         if saved.get("params") == params:
@@ -177,7 +191,9 @@ def simulated(
 
         shutil.rmtree(base)
     log(f"simulating {name}: {customers} customers x {days} days x {len(regions)} region(s)")
-    summary = simulate(base / "landing", base / "truth", start, days, customers, seed, regions=tuple(regions))
+    summary = simulate(
+        base / "landing", base / "truth", start, days, customers, seed, regions=regions, profile=profile
+    )
     saved = {
         "params": params,
         "sales_rows": summary.sales_rows,

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "B2": ("b2_sensor", "B2 Sensor"),
     "B3": ("b3_ml", "B3 ML chain"),
     "B4": ("b4_endpoint", "B4 Endpoint"),
+    "B5": ("b5_quality", "B5 Quality"),
 }
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
