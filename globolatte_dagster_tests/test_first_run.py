@@ -21,7 +21,9 @@ import pytest
 
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.resources.registry import LocalModelRegistry
+from globolatte_dagster.serving.model_server import free_port
 from globolatte_dagster_tests.dagster_server import REPO_ROOT, DagsterServer
+from globolatte_dagster_tests.endpoint_fixtures import start_serve, wait_serving, wait_until_no_servers
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 # A hang guard, not a performance assertion (the measured time goes to test-artifacts/).
@@ -77,6 +79,7 @@ def test_a_fresh_home_with_simulator_data_reaches_a_serving_champion_in_every_re
     server = DagsterServer(home).start()
     started = time.monotonic()
     progress: list[str] = []
+    front = None
     try:
         with _instance(server) as instance:
             registry = LocalModelRegistry(root=str(home / "registry"))
@@ -96,10 +99,14 @@ def test_a_fresh_home_with_simulator_data_reaches_a_serving_champion_in_every_re
                     break
                 assert elapsed < DEADLINE_SECONDS, "\n".join(progress[-5:])
                 time.sleep(10)
-            url = meta["url"].value
+            # What `make dev` then serves: `globolatte serve` on the recorded deployment.
+            port = free_port()
+            front = start_serve(home, port)
+            status = wait_serving(front, port)
+            assert status["model_versions"] == served, status
             for region in REGION_KEYS:
                 answer = httpx.post(
-                    f"{url}/score",
+                    f"http://127.0.0.1:{port}/score",
                     json={
                         "region": region,
                         "customer_id": _a_customer(landing, region),
@@ -110,12 +117,14 @@ def test_a_fresh_home_with_simulator_data_reaches_a_serving_champion_in_every_re
                 )
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["recommendations"], answer.text
+            front.terminate()
+            front.wait(timeout=60)
+            assert wait_until_no_servers(home) == [], "a model server outlived the front"
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "first-run-progress.txt").write_text(
             f"{time.monotonic() - started:.0f} s from dagster dev being ready\n" + "\n".join(progress)
         )
+        if front is not None and front.poll() is None:
+            front.kill()
         server.stop()
-        from globolatte_dagster.serving.local_endpoint import LocalDeployer
-
-        LocalDeployer(home / "endpoint").stop()
