@@ -17,9 +17,29 @@ from globolatte_dagster_tests.azure_fixtures import (  # noqa: F401 (fixtures an
     azurite_container,
     azurite_landing,
     fake_snowflake,
-    pytest_collection_modifyitems,
     snowflake_private_key,
 )
+from globolatte_dagster_tests.azure_fixtures import (
+    pytest_collection_modifyitems as mark_azurite_tests,
+)
+
+# Files that mostly wait on servers (dagster dev's daemon, the webserver, model servers) start first, so
+# that under `-n 2 --dist loadfile` their waiting overlaps the CPU-bound files instead of ending the suite.
+START_FIRST = (
+    "test_first_run.py",
+    "test_ui.py",
+    "test_make_dev.py",
+    "test_monitor_freshness_ui.py",
+    "test_endpoint_http.py",
+    "test_monitor_scenarios.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_azurite_tests(config, items)
+    rank = {name: i for i, name in enumerate(START_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 PRODUCTS_CSV = b"""product_id,product_name,category,price,serving
 P001,Latte,coffee,3.50,hot
