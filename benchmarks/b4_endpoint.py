@@ -50,7 +50,7 @@ CLIENTS = (1, 8)
 SECONDS = {"full": 24.0, "quick": 1.5}  # per scenario, split over ROUNDS interleaved slices
 KILL_SECONDS = {"full": 30.0, "quick": 10.0}  # the kill scenario's length (the kill comes 2 s in)
 ROUNDS = {"full": 4, "quick": 2}
-FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "cold_start"}
+FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "candidate", "cold_start"}
 B3_MODELS = WORK / "b3" / "home-1000" / "artifacts" / "ml" / "preference_model"
 
 
