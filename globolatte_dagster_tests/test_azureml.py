@@ -22,7 +22,7 @@ from azure.storage.blob import BlobServiceClient
 from globolatte_dagster.defs.ml.registry import registered_model
 from globolatte_dagster.defs.serving.assets import scoring_endpoint
 from globolatte_dagster.lib.contract import REGION_KEYS
-from globolatte_dagster.lib.registry import ALIASES
+from globolatte_dagster.lib.model_store import ALIASES
 from globolatte_dagster.resources import endpoint as E
 from globolatte_dagster.resources.alias_lock import BlobLeaseLock
 from globolatte_dagster.resources.registry import (

@@ -1,7 +1,7 @@
 """The model registry resource: `ModelRegistry`, with a local and an Azure ML implementation.
 
 - `LocalModelRegistry`: versioned folders under `GLOBOLATTE_HOME/registry/<region>/<version>/`
-  (`lib.registry.LocalRegistryStore`), aliases kept atomically in `aliases.json`.
+  (`lib.model_store.LocalRegistryStore`), aliases kept atomically in `aliases.json`.
 - `AzureMLModelRegistry`: one Azure ML `Model` per region (`globolatte-<region>`, versions 1, 2, ...)
   through `azure-ai-ml`, with the metrics and lineage as tags and properties and the aliases as tags
   (`champion`/`challenger` = `"true"` on the version that holds them). Version numbers, alias moves and
@@ -27,7 +27,8 @@ import joblib
 
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.lib.environment import with_environment
-from globolatte_dagster.lib.registry import (
+from globolatte_dagster.lib.json_io import to_jsonable, write_json_atomic
+from globolatte_dagster.lib.model_store import (
     ALIASES,
     ARTEFACT,
     BUNDLE_MODEL_NAME,
@@ -38,8 +39,6 @@ from globolatte_dagster.lib.registry import (
     export_bundle,
     model_name,
     model_version_id,
-    to_jsonable,
-    write_json_atomic,
 )
 from globolatte_dagster.resources.alias_lock import BlobLeaseLock, workspace_lease_lock
 

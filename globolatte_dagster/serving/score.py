@@ -35,7 +35,7 @@ from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: 
 
 from globolatte_dagster.lib.contract import REGION_KEYS  # noqa: E402
 from globolatte_dagster.lib.environment import load_artefact  # noqa: E402
-from globolatte_dagster.lib.registry import ARTEFACT, MANIFEST  # noqa: E402
+from globolatte_dagster.lib.model_store import ARTEFACT, MANIFEST  # noqa: E402
 from globolatte_dagster.serving.bounds import body_problem, request_problem  # noqa: E402
 
 MAX_BATCH = 1000

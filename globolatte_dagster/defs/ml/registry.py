@@ -13,7 +13,10 @@ from datetime import date, timedelta
 import dagster as dg
 
 from globolatte_dagster.defs.partitions import region_partitions
-from globolatte_dagster.lib import registry as R
+from globolatte_dagster.lib.gate import gate
+from globolatte_dagster.lib.json_io import to_jsonable
+from globolatte_dagster.lib.lineage import lineage_record
+from globolatte_dagster.lib.model_store import model_version_id
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.data import Window
 from globolatte_dagster.lib.recommend.evaluation import rescore
@@ -125,9 +128,9 @@ def registered_model(
     """The region's new model as a registry version (challenger), promoted to champion by a blocking gate."""
     region = context.partition_key
     model = preference_model
-    metrics = R.to_jsonable(dict(model.metrics))
+    metrics = to_jsonable(dict(model.metrics))
     last_day = model.as_of.isoformat() if getattr(model, "as_of", None) else None
-    lineage = R.lineage_record(
+    lineage = lineage_record(
         model,
         run_id=context.run_id,
         upstream=_upstream(context, region),
@@ -136,7 +139,7 @@ def registered_model(
     champion = registry.get_alias(region, "champion")
     registered = registry.register(region, model, metrics, lineage)
     champion_value, comparison = _champion_value(registry, warehouse, region, champion, metrics)
-    decision = R.gate(
+    decision = gate(
         metrics,
         champion_value,
         champion_version=champion,
@@ -164,7 +167,7 @@ def registered_model(
         "best_baseline": decision.best_baseline,
         f"best_baseline_{HIT_RATE}": decision.best_baseline_value,
         f"champion_{HIT_RATE}": decision.champion,
-        "champion_version": R.model_version_id(region, champion) if champion else None,
+        "champion_version": model_version_id(region, champion) if champion else None,
         "margin": decision.margin,
     }
     return dg.MaterializeResult(
@@ -172,7 +175,7 @@ def registered_model(
         metadata={
             "model_version": registered.model_version,
             "registry_uri": registered.uri,
-            "champion": R.model_version_id(region, registry.get_alias(region, "champion") or "none"),
+            "champion": model_version_id(region, registry.get_alias(region, "champion") or "none"),
             **figures,
             "lineage": dg.MetadataValue.json(lineage),
         },
