@@ -19,13 +19,13 @@ from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint,
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
-from globolatte_dagster.defs.ml.registry import registered_model
+from globolatte_dagster.defs.ml.registered_model import registered_model
 from globolatte_dagster.defs.serving.assets import scoring_endpoint
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.lib.model_store import ALIASES
 from globolatte_dagster.resources import endpoint as E
 from globolatte_dagster.resources.alias_lock import BlobLeaseLock
-from globolatte_dagster.resources.registry import (
+from globolatte_dagster.resources.model_registry import (
     AzureMLModelRegistry,
     AzureMLRegistryOps,
     azure_registry_resources,

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from globolatte_dagster.lib.contract import REGION_KEYS
-from globolatte_dagster.resources.registry import LocalModelRegistry
+from globolatte_dagster.resources.model_registry import LocalModelRegistry
 from globolatte_dagster_tests.dagster_server import REPO_ROOT, DagsterServer
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"

@@ -16,7 +16,7 @@ import pytest
 from globolatte_dagster.defs.features.assets import customer_features, purchase_history
 from globolatte_dagster.defs.mart.assets import recommendations
 from globolatte_dagster.defs.ml.assets import customer_segments, preference_model
-from globolatte_dagster.defs.ml.registry import GATE, registered_model
+from globolatte_dagster.defs.ml.registered_model import GATE, registered_model
 from globolatte_dagster.defs.serving.assets import scoring_endpoint
 from globolatte_dagster.lib import json_io
 from globolatte_dagster.lib.gate import gate
@@ -25,8 +25,8 @@ from globolatte_dagster.lib.model_store import LocalRegistryStore
 from globolatte_dagster.lib.schema import SALES
 from globolatte_dagster.resources.endpoint import LocalScoringEndpoint
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
-from globolatte_dagster.resources.registry import LocalModelRegistry
-from globolatte_dagster.resources.training import InProcessModelTraining
+from globolatte_dagster.resources.model_registry import LocalModelRegistry
+from globolatte_dagster.resources.model_training import InProcessModelTraining
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster.serving.model_server import ModelServer
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case

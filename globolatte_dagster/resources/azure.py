@@ -24,7 +24,7 @@ from dagster_snowflake import SnowflakeResource
 
 from globolatte_dagster.resources.artifacts import BlobPickleIOManager
 from globolatte_dagster.resources.blob_landing import BlobLandingZone
-from globolatte_dagster.resources.registry import azure_registry_resources
+from globolatte_dagster.resources.model_registry import azure_registry_resources
 from globolatte_dagster.resources.secrets import HashKey
 from globolatte_dagster.resources.snowflake import SnowflakeWarehouse, WarehouseSnowflakeIOManager
 

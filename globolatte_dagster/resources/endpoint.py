@@ -25,7 +25,7 @@ from typing import Any
 
 import dagster as dg
 
-from globolatte_dagster.resources.registry import ChampionBundle
+from globolatte_dagster.resources.model_registry import ChampionBundle
 from globolatte_dagster.serving.smoke import (
     SmokeTestFailed,
     check_answers,

@@ -43,7 +43,7 @@ from dagster_azure.pipes import (
     PipesAzureMLClient,
 )
 
-from globolatte_dagster.resources.training import JOB_MODULE, ModelTraining, TrainingRun, reported_run
+from globolatte_dagster.resources.model_training import JOB_MODULE, ModelTraining, TrainingRun, reported_run
 from globolatte_dagster.training.folder import TrainingRequest, read_outputs, write_inputs
 
 DEFAULT_COMPUTE = "cpu-cluster"

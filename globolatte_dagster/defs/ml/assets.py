@@ -18,7 +18,7 @@ from globolatte_dagster.lib.recommend.metrics import HIT_RATE
 from globolatte_dagster.lib.recommend.scoring import RegionRecommender
 from globolatte_dagster.lib.recommend.training import CANDIDATES, TrainParams
 from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, PURCHASE_HISTORY, WEATHER
-from globolatte_dagster.resources.training import ModelTraining
+from globolatte_dagster.resources.model_training import ModelTraining
 from globolatte_dagster.resources.warehouse import Warehouse
 from globolatte_dagster.training.folder import TrainingRequest
 

@@ -32,7 +32,7 @@ from globolatte_dagster.lib.schema import (
     WEATHER,
     Table,
 )
-from globolatte_dagster.resources.registry import ModelRegistry
+from globolatte_dagster.resources.model_registry import ModelRegistry
 from globolatte_dagster.resources.warehouse import Warehouse
 
 KINDS = {"python", "pandas", "duckdb", "snowflake"}

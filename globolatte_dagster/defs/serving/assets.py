@@ -8,7 +8,7 @@ import dagster as dg
 from globolatte_dagster.defs.automation import deploy_on_new_champion
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.resources.endpoint import ScoringEndpoint
-from globolatte_dagster.resources.registry import ModelRegistry
+from globolatte_dagster.resources.model_registry import ModelRegistry
 
 REGISTERED_MODEL = dg.AssetKey(["ml", "registered_model"])
 

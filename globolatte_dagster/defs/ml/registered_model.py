@@ -3,9 +3,11 @@
 The gate is a blocking asset check declared on the asset: when the challenger is not promoted, the check
 fails and `serving/scoring_endpoint` does not run downstream in the same run (the champion keeps serving).
 
-The asset's value (through `model_io_manager`) is the region's champion after the gate, carrying its
-registry `model_version`, so batch scoring downstream uses the same model as the endpoint; None while a
-region has no champion yet.
+What the asset holds: its materialisation records the version it registered (`model_version`
+metadata, the challenger), but its value (through `model_io_manager`) is the region's CHAMPION after the
+gate, carrying its registry `model_version`, so batch scoring downstream (mart/recommendations) uses the
+same model as the endpoint; None while a region has no champion yet. The key keeps its name because the
+UI, monitoring and deployment name it.
 """
 
 from datetime import date, timedelta
@@ -22,7 +24,7 @@ from globolatte_dagster.lib.recommend.data import Window
 from globolatte_dagster.lib.recommend.evaluation import rescore
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE
 from globolatte_dagster.lib.schema import SALES
-from globolatte_dagster.resources.registry import ModelRegistry
+from globolatte_dagster.resources.model_registry import ModelRegistry
 from globolatte_dagster.resources.warehouse import Warehouse
 
 PREFERENCE_MODEL = dg.AssetKey(["ml", "preference_model"])
@@ -125,7 +127,7 @@ def registered_model(
     registry: ModelRegistry,
     warehouse: Warehouse,
 ):  # a dg.MaterializeResult whose value is the champion: no annotation, so the output is typed Any
-    """The region's new model as a registry version (challenger), promoted to champion by a blocking gate."""
+    """Registers the region's new model (challenger) behind a blocking gate; its value is the champion after the gate."""
     region = context.partition_key
     model = preference_model
     metrics = to_jsonable(dict(model.metrics))
