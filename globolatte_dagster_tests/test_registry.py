@@ -293,6 +293,8 @@ def test_champion_challenger_gate_through_the_real_assets(ml_env):
     assert live["model_versions"] == {REGION: "globolatte-america:1"}
     lineage = registry.lineage(REGION, "1")
     assert lineage["data"]["partitions"]["ml/preference_model"] == REGION
+    # the sales range in Dagster's spelling of a region-day key (day|region) and of a range (start...end)
+    assert lineage["data"]["partitions"]["raw/sales"].endswith(f"...2025-01-28|{REGION}")
     assert lineage["data"]["rows"]["raw_sales_rows"] > 0 and lineage["data"]["day_range"][1] == "2025-01-28"
     assert set(lineage["candidates"]) == {
         "popularity",

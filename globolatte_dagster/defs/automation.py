@@ -10,9 +10,9 @@ check's) condition, so a region's whole chain (features to recommendations) can 
 
 import dagster as dg
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster import settings
 from globolatte_dagster.defs.monitor.checks import RETRAIN_CHECKS
-from globolatte_dagster.lib.schema import SALES, WEATHER
 
 REFRESH_CRON = "0 0 * * *"  # a region refreshes at most once between two ticks of this (UTC)
 RETRY_CRON = "*/10 * * * *"  # a failed refresh is requested again at most once between two ticks of this
@@ -29,7 +29,7 @@ def upstream_ready() -> dg.AutomationCondition:
     """
     return (
         AC.all_deps_match(~AC.missing() | AC.will_be_requested())
-        .ignore(dg.AssetSelection.assets(WEATHER.key))
+        .ignore(dg.AssetSelection.assets(asset_keys.WEATHER))
         .with_label("upstream has data")
     )
 
@@ -78,7 +78,7 @@ def monitor_refresh() -> dg.AutomationCondition:
     """
     new_day = (
         AC.any_deps_updated()
-        .allow(dg.AssetSelection.assets(SALES.key))
+        .allow(dg.AssetSelection.assets(asset_keys.SALES))
         .since_last_handled()
         .with_label("a day's sales landed")
     )

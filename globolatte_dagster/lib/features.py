@@ -22,13 +22,11 @@ import numpy as np
 import pandas as pd
 
 from globolatte_dagster.lib.contract import REGIONS
-from globolatte_dagster.lib.recommend.context import N_TEMP_BANDS, TEMP_EDGES
-from globolatte_dagster.lib.schema import Column, Table, register
+from globolatte_dagster.lib.schema import CUSTOMER_FEATURES, FAVOURITES, FEATURE_COLUMNS, TIME_OF_DAY
+from globolatte_dagster.lib.weather_bands import N_TEMP_BANDS, TEMP_EDGES
 
 Query = Callable[[str, Sequence[Any]], pd.DataFrame]
 
-FAVOURITES = 3
-TIME_OF_DAY = (("morning", 0, 11), ("midday", 11, 14), ("afternoon", 14, 17), ("evening", 17, 24))
 WET_MM = 1.0
 
 
@@ -253,46 +251,6 @@ ORDER BY c.cutoff, dc.customer_id, dc.category
 
 SALES_DAYS_SQL = "SELECT DISTINCT s.day FROM raw.sales s WHERE s.region = ? ORDER BY s.day"
 
-FEATURE_COLUMNS: tuple[Column, ...] = (
-    Column("region", "text", False),
-    Column("as_of", "date", False),
-    Column("customer_id", "text", False),
-    Column("n_transactions", "int"),
-    Column("n_visit_days", "int"),
-    Column("n_items", "int"),
-    Column("recency_days", "int"),
-    Column("tenure_days", "int"),
-    Column("visits_per_week", "float"),
-    Column("monetary_usd", "float"),
-    Column("spend_per_visit_usd", "float"),
-    Column("items_per_visit", "float"),
-    Column("hot_share", "float"),
-    Column("iced_share", "float"),
-    Column("none_share", "float"),
-    *(Column(f"{name}_share", "float") for name, _, _ in TIME_OF_DAY),
-    Column("mean_hour", "float"),
-    Column("weekend_share", "float"),
-    Column("holiday_share", "float"),
-    Column("weekend_lift", "float"),
-    Column("holiday_lift", "float"),
-    Column("wet_lift", "float"),
-    Column("iced_share_warm", "float"),
-    Column("iced_share_cold", "float"),
-    Column("weather_sensitivity", "float"),
-    Column("region_median_temp", "float"),
-    Column("n_tx_weekend", "int"),
-    Column("n_tx_holiday", "int"),
-    Column("n_tx_recent", "int"),
-    *(Column(f"n_tx_t{j}", "int") for j in range(N_TEMP_BANDS)),
-    *(
-        c
-        for i in range(1, FAVOURITES + 1)
-        for c in (Column(f"fav_{i}_product", "text"), Column(f"fav_{i}_weight", "float"))
-    ),
-    Column("category_shares", "text"),  # JSON object category -> share of items
-    Column("low_history", "bool", False),
-)
-CUSTOMER_FEATURES = register(Table("core", "customer_features", FEATURE_COLUMNS, "region"))
 INT_COLUMNS = [c.name for c in FEATURE_COLUMNS if c.type == "int"]
 FLOAT_COLUMNS = [c.name for c in FEATURE_COLUMNS if c.type == "float"]
 

@@ -47,32 +47,39 @@ def _git_head(git: Path) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------- lineage
+def day_range(model: Any) -> tuple[str | None, str | None]:
+    """The first and last sales day a model's training window covers (ISO dates), None where unknown."""
+    as_of = getattr(model, "as_of", None)
+    last_day = as_of.isoformat() if isinstance(as_of, date) else None
+    lookback = (getattr(model, "params", {}) or {}).get("lookback_days")
+    first_day = None
+    if last_day and isinstance(lookback, int):
+        first_day = (date.fromisoformat(last_day) - timedelta(days=lookback)).isoformat()
+    return first_day, last_day
+
+
 def lineage_record(
     model: Any,
     *,
     run_id: str,
     upstream: dict[str, Any] | None = None,
     data_rows: dict[str, Any] | None = None,
+    partitions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Where a model came from: data (partitions, day range, row counts), code version, parameters, run."""
+    """Where a model came from: data (partitions, day range, row counts), code version, parameters, run.
+
+    `partitions`: the upstream assets' partitions the model was built from, `{asset key: partition}`, as
+    the caller (which knows the asset keys and Dagster's partition spelling) names them.
+    """
     metrics = dict(getattr(model, "metrics", {}) or {})
     params = dict(getattr(model, "params", {}) or {})
     region = getattr(model, "region", None)
-    as_of = getattr(model, "as_of", None)
-    last_day = as_of.isoformat() if isinstance(as_of, date) else None
-    lookback = params.get("lookback_days")
-    first_day = None
-    if last_day and isinstance(lookback, int):
-        first_day = (date.fromisoformat(last_day) - timedelta(days=lookback)).isoformat()
+    first_day, last_day = day_range(model)
     return to_jsonable(
         {
             "region": region,
             "data": {
-                "partitions": {
-                    "ml/preference_model": region,
-                    "core/purchase_history": region,
-                    "raw/sales": f"{region}|{first_day}..{last_day}" if first_day and last_day else region,
-                },
+                "partitions": dict(partitions or {}),
                 "day_range": [first_day, last_day],
                 "train_days": metrics.get("train_days"),
                 "holdout_days": metrics.get("holdout_days"),

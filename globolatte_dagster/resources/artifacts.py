@@ -31,5 +31,7 @@ class BlobPickleIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> object:
         path = self._path(context)
         if not self.store.exists(path):
-            raise FileNotFoundError(f"{path} is not in {self.store.description}: materialise {context.asset_key.to_user_string()} first")
+            raise FileNotFoundError(
+                f"{path} is not in {self.store.description}: materialise {context.asset_key.to_user_string()} first"
+            )
         return pickle.loads(self.store.read_bytes(path))

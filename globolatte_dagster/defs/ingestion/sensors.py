@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster import settings
 from globolatte_dagster.defs.partitions import (
     END_OFFSET_DAYS,
@@ -28,23 +29,24 @@ from globolatte_dagster.lib.scan import (
     scan_sales,
 )
 from globolatte_dagster.lib.scan_weather import scan_weather
-from globolatte_dagster.lib.schema import CALENDAR, CUSTOMERS, PRODUCTS, SALES, SALES_REJECTS, WEATHER
 from globolatte_dagster.resources.landing import LandingZone
 from globolatte_dagster.settings import default_sensor_status
 
 # Queued runs start by priority: the catalogue first (sales are validated against it), then sales, then weather.
 ingest_sales_job = dg.define_asset_job(
     "ingest_sales",
-    selection=dg.AssetSelection.assets(SALES.key, SALES_REJECTS.key),
+    selection=dg.AssetSelection.assets(asset_keys.SALES, asset_keys.SALES_REJECTS),
     tags={"globolatte/warehouse": "write", "dagster/priority": "5"},
 )
 ingest_weather_job = dg.define_asset_job(
-    "ingest_weather", selection=dg.AssetSelection.assets(WEATHER.key), tags={"globolatte/warehouse": "write"}
+    "ingest_weather",
+    selection=dg.AssetSelection.assets(asset_keys.WEATHER),
+    tags={"globolatte/warehouse": "write"},
 )
 # The calendar comes with the reference data: nothing else materialises it, and features need it.
 refresh_reference_job = dg.define_asset_job(
     "refresh_reference",
-    selection=dg.AssetSelection.assets(PRODUCTS.key, CUSTOMERS.key, CALENDAR.key),
+    selection=dg.AssetSelection.assets(asset_keys.PRODUCTS, asset_keys.CUSTOMERS, asset_keys.CALENDAR),
     tags={"globolatte/warehouse": "write", "dagster/priority": "10"},
 )
 
@@ -123,13 +125,14 @@ def _last_partition_day() -> date:
     return date.today() + timedelta(days=END_OFFSET_DAYS)
 
 
-def partition_status(instance: dg.DagsterInstance, key: list[str]) -> StatusFn:
+def partition_status(instance: dg.DagsterInstance, key: dg.AssetKey | list[str]) -> StatusFn:
     """Dagster's own status of region x day partitions of an asset (materialized, failed, in progress)."""
     partitions_def = region_day_partitions()
+    asset_key = dg.AssetKey.from_coercible(key)
 
     def status(region: str, days: list[str]) -> dict[str, str]:
         keys = [str(region_day_key(region, d)) for d in days]
-        found = instance.get_status_by_partition(dg.AssetKey(key), keys, partitions_def) or {}
+        found = instance.get_status_by_partition(asset_key, keys, partitions_def) or {}
         return {d: _STATUS.get(found.get(k), MISSING) for d, k in zip(days, keys, strict=True)}
 
     return status
@@ -169,9 +172,11 @@ def _cursor(context: dg.SensorEvaluationContext) -> dict:
 def sales_landing_sensor(
     context: dg.SensorEvaluationContext, landing: LandingZone
 ) -> dg.SensorResult | dg.SkipReason:
-    if context.instance.get_latest_materialization_event(dg.AssetKey(PRODUCTS.key)) is None:
+    if context.instance.get_latest_materialization_event(asset_keys.PRODUCTS) is None:
         # Rows are validated against the catalogue: wait for reference_landing_sensor's first load.
-        return dg.SkipReason("waiting for core/products: reference/products.csv has not been loaded yet")
+        return dg.SkipReason(
+            f"waiting for {asset_keys.PRODUCTS.to_user_string()}: reference/products.csv has not been loaded yet"
+        )
     scan = scan_sales(
         landing.list,
         landing.list_dirs,
@@ -180,7 +185,7 @@ def sales_landing_sensor(
         last_day=_last_partition_day(),
         now=_now(),
         full_pass_seconds=SALES_FULL_PASS_SECONDS,
-        status=partition_status(context.instance, SALES.key),
+        status=partition_status(context.instance, asset_keys.SALES),
         quiet_seconds=QUIET_SECONDS,
         retry=RETRY,
     )
@@ -199,16 +204,18 @@ def sales_landing_sensor(
 def weather_landing_sensor(
     context: dg.SensorEvaluationContext, landing: LandingZone
 ) -> dg.SensorResult | dg.SkipReason:
-    if context.instance.get_latest_materialization_event(dg.AssetKey(PRODUCTS.key)) is None:
+    if context.instance.get_latest_materialization_event(asset_keys.PRODUCTS) is None:
         # On a first start the reference data go first: weather runs would hold the run slots and the pool.
-        return dg.SkipReason("waiting for the reference data (core/products) to load first")
+        return dg.SkipReason(
+            f"waiting for the reference data ({asset_keys.PRODUCTS.to_user_string()}) to load first"
+        )
     scan = scan_weather(
         landing.list,
         _cursor(context),
         first_day=_first_partition_day(),
         last_day=_last_partition_day(),
         now=_now(),
-        status=partition_status(context.instance, WEATHER.key),
+        status=partition_status(context.instance, asset_keys.WEATHER),
         quiet_seconds=QUIET_SECONDS,
         retry=RETRY,
     )

@@ -14,10 +14,11 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from globolatte_dagster.defs.partitions import region_partitions
+from globolatte_dagster import keys as asset_keys
+from globolatte_dagster.defs.partitions import region_day_key, region_partitions
 from globolatte_dagster.lib.gate import gate
 from globolatte_dagster.lib.json_io import to_jsonable
-from globolatte_dagster.lib.lineage import lineage_record
+from globolatte_dagster.lib.lineage import day_range, lineage_record
 from globolatte_dagster.lib.model_store import model_version_id
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.data import Window
@@ -27,8 +28,6 @@ from globolatte_dagster.lib.schema import SALES
 from globolatte_dagster.resources.model_registry import ModelRegistry
 from globolatte_dagster.resources.warehouse import Warehouse
 
-PREFERENCE_MODEL = dg.AssetKey(["ml", "preference_model"])
-REGISTERED_MODEL = dg.AssetKey(["ml", "registered_model"])
 GATE = "champion_challenger_gate"
 
 
@@ -42,10 +41,25 @@ class RegisterConfig(dg.Config):
 def _upstream(context: dg.AssetExecutionContext, region: str) -> dict:
     """The run that materialised this region's ml/preference_model (normally this run)."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=PREFERENCE_MODEL, asset_partitions=[region]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_keys.PREFERENCE_MODEL, asset_partitions=[region]), limit=1
     ).records
     run_id = records[0].run_id if records else None
-    return {"asset": "ml/registered_model", "partition": region, "model_run_id": run_id}
+    return {
+        "asset": asset_keys.REGISTERED_MODEL.to_user_string(),
+        "partition": region,
+        "model_run_id": run_id,
+    }
+
+
+def _upstream_partitions(model, region: str) -> dict[str, str]:
+    """The upstream partitions a model was built from, spelled as Dagster spells keys and ranges."""
+    first, last = day_range(model)
+    sales = f"{region_day_key(region, first)}...{region_day_key(region, last)}" if first and last else region
+    return {
+        asset_keys.PREFERENCE_MODEL.to_user_string(): region,
+        asset_keys.PURCHASE_HISTORY.to_user_string(): region,
+        asset_keys.SALES.to_user_string(): sales,
+    }
 
 
 def _sales_rows(warehouse: Warehouse, region: str, last_day: str | None) -> dict:
@@ -104,14 +118,14 @@ def _champion_value(
 
 
 @dg.asset(
-    key=REGISTERED_MODEL,
-    ins={"preference_model": dg.AssetIn(key=PREFERENCE_MODEL)},
+    key=asset_keys.REGISTERED_MODEL,
+    ins={"preference_model": dg.AssetIn(key=asset_keys.PREFERENCE_MODEL)},
     partitions_def=region_partitions,
     io_manager_key="model_io_manager",
     check_specs=[
         dg.AssetCheckSpec(
             GATE,
-            asset=REGISTERED_MODEL,
+            asset=asset_keys.REGISTERED_MODEL,
             blocking=True,
             description="Promote the new version unless it serves below the best baseline, or below the champion by more than the margin",
         )
@@ -137,6 +151,7 @@ def registered_model(
         run_id=context.run_id,
         upstream=_upstream(context, region),
         data_rows=_sales_rows(warehouse, region, last_day),
+        partitions=_upstream_partitions(model, region),
     )
     champion = registry.get_alias(region, "champion")
     registered = registry.register(region, model, metrics, lineage)
