@@ -61,6 +61,15 @@ class RegisteredVersion:
     uri: str
 
 
+@dataclass(frozen=True)
+class ChampionBundle:
+    """Every region's champion laid out for a deployment: a local folder, and the Azure ML model if any."""
+
+    path: Path
+    versions: dict[str, str]  # region -> model_version
+    model_ref: str | None = None  # azureml:globolatte-champions:<n> in Azure
+
+
 class LocalRegistryStore:
     """Versioned folders per region with atomically kept aliases (see the module docstring)."""
 

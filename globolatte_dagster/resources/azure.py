@@ -22,9 +22,11 @@ from dagster_azure.blob import (
 )
 from dagster_snowflake import SnowflakeResource
 
+from globolatte_dagster import settings
 from globolatte_dagster.resources.artifacts import BlobPickleIOManager
 from globolatte_dagster.resources.blob_landing import BlobLandingZone
-from globolatte_dagster.resources.model_registry import azure_registry_resources
+from globolatte_dagster.resources.endpoint import DEFAULT_ENDPOINT_NAME, AzureMLScoringEndpoint
+from globolatte_dagster.resources.model_registry import AzureMLModelRegistry
 from globolatte_dagster.resources.secrets import HashKey
 from globolatte_dagster.resources.snowflake import SnowflakeWarehouse, WarehouseSnowflakeIOManager
 
@@ -69,6 +71,24 @@ def snowflake_connection_config() -> dict:
         if _is_set("SNOWFLAKE_PRIVATE_KEY_PASSWORD"):
             config["private_key_password"] = dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PASSWORD")
     return config
+
+
+def azure_registry_resources() -> dict:
+    """`registry` and `endpoint` for GLOBOLATTE_ENV=azure: the workspace named by the environment."""
+    workspace = {
+        "subscription_id": dg.EnvVar("AZURE_SUBSCRIPTION_ID"),
+        "resource_group": dg.EnvVar("AZURE_RESOURCE_GROUP"),
+        "workspace_name": dg.EnvVar("AZUREML_WORKSPACE_NAME"),
+    }
+    scratch = str(settings.home() / "scratch")
+    return {
+        "registry": AzureMLModelRegistry(**workspace, scratch_dir=scratch),
+        "endpoint": AzureMLScoringEndpoint(
+            **workspace,
+            endpoint_name=settings.value("AZUREML_ENDPOINT_NAME", DEFAULT_ENDPOINT_NAME),
+            auth_mode=settings.value("AZUREML_ENDPOINT_AUTH_MODE", "key"),
+        ),
+    }
 
 
 def azure_resources() -> dict:
