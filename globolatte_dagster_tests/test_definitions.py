@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -60,15 +63,9 @@ def _first_day(defs: dg.Definitions, key: list[str]) -> str:
 
 
 def test_the_first_partition_day_is_read_when_the_definitions_load(monkeypatch):
-    import importlib
-
-    import globolatte_dagster.defs.ingestion.assets as raw_module
-    import globolatte_dagster.defs.partitions as partitions_module
     from globolatte_dagster.definitions import defs as load
 
     monkeypatch.setenv("GLOBOLATTE_FIRST_DAY", "not-a-day")
-    for module in (partitions_module, raw_module):
-        importlib.reload(module)  # importing reads no environment
     with pytest.raises(Exception) as err:  # Dagster wraps it with the module that failed to load
         load()
     causes = [err.value]
@@ -105,3 +102,40 @@ def test_every_warehouse_table_exists_before_its_feed_lands(tmp_path):
             "mart.recommendations",
         } <= set(tables)
         assert built.warehouse.query("SELECT count(*) AS n FROM raw.weather")["n"].iloc[0] == 0
+
+
+def test_importing_any_module_reads_no_setting():
+    """Every module imports in a fresh process whose settings are all invalid: they are read at load time."""
+    import subprocess
+    import sys
+
+    import globolatte_dagster
+
+    root = Path(globolatte_dagster.__file__).parent
+    modules = sorted(
+        ".".join(("globolatte_dagster", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+        for p in root.rglob("*.py")
+    )
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\nprint('imported', len(sys.argv) - 1)"
+    bad = {
+        "GLOBOLATTE_ENV": "moon",
+        "GLOBOLATTE_AUTOMATION": "sometimes",
+        "GLOBOLATTE_FIRST_DAY": "not-a-day",
+        "GLOBOLATTE_UPLOAD_DEADLINE": "whenever",
+        "GLOBOLATTE_TRAINING": "by-hand",
+    }
+    env = {k: v for k, v in os.environ.items() if k not in bad} | bad
+    done = subprocess.run(
+        [sys.executable, "-c", code, *modules], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"imported {len(modules)}"
+    # ...and the same settings fail loudly when the definitions load
+    with_bad = subprocess.run(
+        [sys.executable, "-c", "from globolatte_dagster.definitions import defs; defs()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert with_bad.returncode != 0 and "must be" in with_bad.stderr

@@ -239,22 +239,25 @@ def test_a_day_landing_in_every_region_is_one_run_per_region(landing):
 
 
 def test_automation_off_starts_every_sensor_stopped(monkeypatch):
-    import importlib
+    """GLOBOLATTE_AUTOMATION is read when the definitions load (no module reload needed)."""
+    from globolatte_dagster.defs.automation import automation
 
-    from globolatte_dagster.defs.automation import automation_sensor
+    def statuses() -> dict[str, dg.DefaultSensorStatus]:
+        loaded = [*sensors_module.landing().sensors, *automation().sensors]
+        return {sensor.name: sensor.default_status for sensor in loaded}
 
-    try:
-        monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "off")
-        for module in (sensors_module,):
-            importlib.reload(module)
-        assert sensors_module.sales_landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
-        assert sensors_module.reference_landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
-        assert automation_sensor().default_status == dg.DefaultSensorStatus.STOPPED
-        monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "sometimes")
-        with pytest.raises(ValueError, match="GLOBOLATTE_AUTOMATION must be 'on' or 'off'"):
-            importlib.reload(sensors_module)
-    finally:
-        monkeypatch.delenv("GLOBOLATTE_AUTOMATION")
-        for module in (sensors_module,):
-            importlib.reload(module)
-    assert sensors_module.sales_landing_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    names = {
+        "sales_landing_sensor",
+        "weather_landing_sensor",
+        "reference_landing_sensor",
+        "automation_sensor",
+    }
+    monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "off")
+    assert statuses() == dict.fromkeys(names, dg.DefaultSensorStatus.STOPPED)
+    monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "sometimes")
+    with pytest.raises(ValueError, match="GLOBOLATTE_AUTOMATION must be 'on' or 'off'"):
+        sensors_module.landing()
+    with pytest.raises(ValueError, match="GLOBOLATTE_AUTOMATION must be 'on' or 'off'"):
+        automation()
+    monkeypatch.delenv("GLOBOLATTE_AUTOMATION")
+    assert statuses() == dict.fromkeys(names, dg.DefaultSensorStatus.RUNNING)

@@ -12,8 +12,6 @@ used depends only on which variables are set:
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from dagster_azure.blob import (
     AzureBlobStorageDefaultCredential,
@@ -33,23 +31,18 @@ from globolatte_dagster.resources.snowflake import SnowflakeWarehouse, Warehouse
 DEFAULT_CONTAINER = "landing"
 
 
-def _is_set(name: str) -> bool:
-    """Whether a variable is set; its value is not read here."""
-    return bool(os.environ.get(name))
-
-
 ARTIFACTS_CONTAINER = "dagster-artifacts"
 
 
 def blob_landing_zone(container: str | None = None) -> BlobLandingZone:
-    container = container or os.environ.get("AZURE_STORAGE_CONTAINER") or DEFAULT_CONTAINER
-    if _is_set("AZURE_STORAGE_CONNECTION_STRING"):
+    container = container or settings.value("AZURE_STORAGE_CONTAINER") or DEFAULT_CONTAINER
+    if settings.is_set("AZURE_STORAGE_CONNECTION_STRING"):
         return BlobLandingZone(
             container=container, connection_string=dg.EnvVar("AZURE_STORAGE_CONNECTION_STRING")
         )
-    if _is_set("AZURE_STORAGE_SAS_TOKEN"):
+    if settings.is_set("AZURE_STORAGE_SAS_TOKEN"):
         credential = AzureBlobStorageSASTokenCredential(token=dg.EnvVar("AZURE_STORAGE_SAS_TOKEN"))
-    elif _is_set("AZURE_STORAGE_ACCOUNT_KEY"):
+    elif settings.is_set("AZURE_STORAGE_ACCOUNT_KEY"):
         credential = AzureBlobStorageKeyCredential(key=dg.EnvVar("AZURE_STORAGE_ACCOUNT_KEY"))
     else:
         credential = AzureBlobStorageDefaultCredential()
@@ -64,11 +57,11 @@ def snowflake_connection_config() -> dict:
         name.lower(): dg.EnvVar(f"SNOWFLAKE_{name}")
         for name in ("ACCOUNT", "USER", "ROLE", "WAREHOUSE", "DATABASE")
     }
-    if _is_set("SNOWFLAKE_PASSWORD") and not _is_set("SNOWFLAKE_PRIVATE_KEY"):
+    if settings.is_set("SNOWFLAKE_PASSWORD") and not settings.is_set("SNOWFLAKE_PRIVATE_KEY"):
         config["password"] = dg.EnvVar("SNOWFLAKE_PASSWORD")
     else:
         config["private_key"] = dg.EnvVar("SNOWFLAKE_PRIVATE_KEY")  # PEM, or PEM base64-encoded
-        if _is_set("SNOWFLAKE_PRIVATE_KEY_PASSWORD"):
+        if settings.is_set("SNOWFLAKE_PRIVATE_KEY_PASSWORD"):
             config["private_key_password"] = dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PASSWORD")
     return config
 

@@ -30,7 +30,6 @@ from globolatte_dagster.lib.scan import (
 )
 from globolatte_dagster.lib.scan_weather import scan_weather
 from globolatte_dagster.resources.landing import LandingZone
-from globolatte_dagster.settings import default_sensor_status
 
 # Queued runs start by priority: the catalogue first (sales are validated against it), then sales, then weather.
 ingest_sales_job = dg.define_asset_job(
@@ -163,15 +162,7 @@ def _cursor(context: dg.SensorEvaluationContext) -> dict:
     return cursor
 
 
-@dg.sensor(
-    job=ingest_sales_job,
-    minimum_interval_seconds=30,
-    default_status=default_sensor_status(),
-    description="Loads new and changed sales files per region and day, and retries days that are not loaded.",
-)
-def sales_landing_sensor(
-    context: dg.SensorEvaluationContext, landing: LandingZone
-) -> dg.SensorResult | dg.SkipReason:
+def _sales_tick(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult | dg.SkipReason:
     if context.instance.get_latest_materialization_event(asset_keys.PRODUCTS) is None:
         # Rows are validated against the catalogue: wait for reference_landing_sensor's first load.
         return dg.SkipReason(
@@ -194,14 +185,7 @@ def sales_landing_sensor(
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(scan.cursor, separators=(",", ":")))
 
 
-@dg.sensor(
-    job=ingest_weather_job,
-    # forecasts are rewritten with every landed day: a slower tick batches them into fewer ranged runs
-    minimum_interval_seconds=120,
-    default_status=default_sensor_status(),
-    description="Loads new or revised weather files (observations and forecasts) per region and day.",
-)
-def weather_landing_sensor(
+def _weather_tick(
     context: dg.SensorEvaluationContext, landing: LandingZone
 ) -> dg.SensorResult | dg.SkipReason:
     if context.instance.get_latest_materialization_event(asset_keys.PRODUCTS) is None:
@@ -226,15 +210,7 @@ def weather_landing_sensor(
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(scan.cursor, separators=(",", ":")))
 
 
-@dg.sensor(
-    job=refresh_reference_job,
-    minimum_interval_seconds=30,
-    default_status=default_sensor_status(),
-    description="Reloads products, customers and the calendar when a new reference snapshot lands.",
-)
-def reference_landing_sensor(
-    context: dg.SensorEvaluationContext, landing: LandingZone
-) -> dg.SensorResult | None:
+def _reference_tick(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult | None:
     try:
         objects = [
             o
@@ -249,3 +225,48 @@ def reference_landing_sensor(
     if key == context.cursor:
         return None
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key)], cursor=key)
+
+
+def landing_sensors(
+    status: dg.DefaultSensorStatus,
+) -> tuple[dg.SensorDefinition, dg.SensorDefinition, dg.SensorDefinition]:
+    """The sales, weather and reference landing sensors, starting with `status` in a fresh instance."""
+    sales = dg.sensor(
+        name="sales_landing_sensor",
+        job=ingest_sales_job,
+        minimum_interval_seconds=30,
+        default_status=status,
+        description="Loads new and changed sales files per region and day, and retries days that are not loaded.",
+    )(_sales_tick)
+    weather = dg.sensor(
+        name="weather_landing_sensor",
+        job=ingest_weather_job,
+        # forecasts are rewritten with every landed day: a slower tick batches them into fewer ranged runs
+        minimum_interval_seconds=120,
+        default_status=status,
+        description="Loads new or revised weather files (observations and forecasts) per region and day.",
+    )(_weather_tick)
+    reference = dg.sensor(
+        name="reference_landing_sensor",
+        job=refresh_reference_job,
+        minimum_interval_seconds=30,
+        default_status=status,
+        description="Reloads products, customers and the calendar when a new reference snapshot lands.",
+    )(_reference_tick)
+    return sales, weather, reference
+
+
+@dg.definitions
+def landing() -> dg.Definitions:
+    """The ingestion jobs and the landing sensors, on unless GLOBOLATTE_AUTOMATION=off (read as the definitions
+    load, never at import)."""
+    return dg.Definitions(
+        jobs=[ingest_sales_job, ingest_weather_job, refresh_reference_job],
+        sensors=landing_sensors(settings.default_sensor_status()),
+    )
+
+
+# The same sensors for tests and scripts, which evaluate them directly (the code location uses `landing`).
+sales_landing_sensor, weather_landing_sensor, reference_landing_sensor = landing_sensors(
+    dg.DefaultSensorStatus.RUNNING
+)
