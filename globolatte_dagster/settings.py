@@ -94,21 +94,23 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-SETTING_NAMES: frozenset[str] = frozenset(s.name for s in SETTINGS)
+
+def _setting(name: str) -> Setting:
+    setting = next((s for s in SETTINGS if s.name == name), None)
+    if setting is None:
+        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    return setting
 
 
 def is_set(name: str) -> bool:
     """Whether the setting `name` has a non-empty value; the value itself is not returned."""
-    if name not in SETTING_NAMES:
-        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    _setting(name)
     return bool(os.environ.get(name))
 
 
 def value(name: str, default: str | None = None) -> str | None:
     """The value of a non-secret setting (secrets are read only as `dg.EnvVar`s), or `default`."""
-    setting = next((s for s in SETTINGS if s.name == name), None)
-    if setting is None:
-        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    setting = _setting(name)
     if setting.secret:
         raise ValueError(f"{name} is a secret: read it with dg.EnvVar, not settings.value")
     return os.environ.get(name, "").strip() or default

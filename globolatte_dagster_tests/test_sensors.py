@@ -16,6 +16,7 @@ from globolatte_dagster.defs.ingestion.sensors import (
     sales_landing_sensor,
     weather_landing_sensor,
 )
+from globolatte_dagster.lib import scan as scan_module
 from globolatte_dagster.lib.scan import scan_sales, window_months
 from globolatte_dagster_tests.conftest import SAMPLE_EXPORT
 
@@ -117,7 +118,7 @@ def test_sales_sensor_requests_each_change_once(landing, monkeypatch):
     assert _partitions(s.tick()) == ["2025-03-10|america"]
     landing.write_bytes("sales/america/2025-02-20/sales.csv", _sales("2025-02-20"))
     assert s.tick() == []
-    monkeypatch.setattr(sensors_module, "SALES_FULL_PASS_SECONDS", 0)
+    monkeypatch.setattr(scan_module, "FULL_PASS_SECONDS", 0)
     assert _partitions(s.tick()) == ["2025-02-20|america"]
     assert s.tick() == []
     cursor = json.loads(s.cursor)

@@ -16,6 +16,7 @@ from globolatte_dagster.defs.partitions import (
     region_days_tags,
 )
 from globolatte_dagster.lib import contract
+from globolatte_dagster.lib import scan as scan_lib
 from globolatte_dagster.lib.scan import (
     FAILED,
     IN_PROGRESS,
@@ -98,9 +99,6 @@ def _request(region: str, group: list[PartitionChange], prefix: str) -> dg.RunRe
 
 
 REASON_TAG = "globolatte/reason"  # new, changed or retry: why the sensor asked for the run
-# An ordinary tick lists only recent months; a full pass over every file (which finds a late day in an
-# older month, or a changed file in a closed day) runs on the first tick and then at most this often.
-SALES_FULL_PASS_SECONDS = 3600
 # A local file modified less than this long ago waits for the next listing, which must see it unchanged.
 QUIET_SECONDS = 10.0
 RETRY = RetryPolicy()
@@ -175,7 +173,7 @@ def _sales_tick(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg
         first_day=_first_partition_day(),
         last_day=_last_partition_day(),
         now=_now(),
-        full_pass_seconds=SALES_FULL_PASS_SECONDS,
+        full_pass_seconds=scan_lib.FULL_PASS_SECONDS,  # read per tick
         status=partition_status(context.instance, asset_keys.SALES),
         quiet_seconds=QUIET_SECONDS,
         retry=RETRY,
