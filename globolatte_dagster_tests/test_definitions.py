@@ -8,12 +8,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster.lib.schema import TABLES
 
 
 def test_definitions_load_locally_with_the_documented_graph(defs: dg.Definitions):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    # the chain of DESIGN.md's asset graph, from the landed files to the served lists and their monitors
     assert {
         "raw/sales",
         "raw/sales_rejects",
@@ -21,7 +23,32 @@ def test_definitions_load_locally_with_the_documented_graph(defs: dg.Definitions
         "core/products",
         "core/customers",
         "core/calendar",
-    } <= keys
+        "core/purchase_history",
+        "core/customer_features",
+        "ml/customer_segments",
+        "ml/segment_model",
+        "ml/preference_model",
+        "ml/registered_model",
+        "serving/scoring_endpoint",
+        "mart/recommendations",
+        "monitor/recommendation_performance",
+        "monitor/drift",
+        "monitor/data_quality",
+    } == keys
+    # ...wired as documented: each stage reads the one before it
+    parents = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
+        for k in graph.get_all_asset_keys()
+    }
+    assert "core/customer_features" in parents["ml/customer_segments"]
+    assert "ml/segment_model" in parents["ml/preference_model"]
+    assert "ml/preference_model" in parents["ml/registered_model"]
+    assert "ml/registered_model" in parents["serving/scoring_endpoint"]
+    assert "ml/registered_model" in parents["mart/recommendations"]
+    assert {"raw/sales", "mart/recommendations"} <= parents["monitor/recommendation_performance"]
+    # one constant per asset key in globolatte_dagster/keys.py, and no constant without an asset
+    constants = {v.to_user_string() for v in vars(asset_keys).values() if isinstance(v, dg.AssetKey)}
+    assert constants == keys
     sensors = {s.name: s for s in defs.sensors}
     assert sensors["sales_landing_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["sales_landing_sensor"].minimum_interval_seconds == 30
@@ -139,3 +166,22 @@ def test_importing_any_module_reads_no_setting():
         timeout=300,
     )
     assert with_bad.returncode != 0 and "must be" in with_bad.stderr
+
+
+def test_no_asset_key_literal_outside_the_keys_module():
+    """Asset keys are named through globolatte_dagster/keys.py, never spelled out in another module."""
+    import re
+
+    import globolatte_dagster
+
+    root = Path(globolatte_dagster.__file__).parent
+    schemas = "raw|core|ml|serving|mart|monitor"
+    literal = re.compile(rf"AssetKey\(\s*\[|\[\s*[\"'](?:{schemas})[\"']\s*,\s*[\"']\w+[\"']\s*\]")
+    found = [
+        f"{path.relative_to(root)}:{n}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        if path.name != "keys.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert found == []
