@@ -21,7 +21,7 @@ from dagster_azure.blob import (
 from dagster_snowflake import SnowflakeResource
 
 from globolatte_dagster import settings
-from globolatte_dagster.resources.artifacts import BlobPickleIOManager
+from globolatte_dagster.resources.artifacts import BlobArtefactStore, BlobPickleIOManager
 from globolatte_dagster.resources.blob_landing import BlobLandingZone
 from globolatte_dagster.resources.endpoint import DEFAULT_ENDPOINT_NAME, AzureMLScoringEndpoint
 from globolatte_dagster.resources.model_registry import AzureMLModelRegistry
@@ -92,6 +92,8 @@ def azure_resources() -> dict:
         "warehouse_io_manager": WarehouseSnowflakeIOManager(**config),
         "hash_key": HashKey(key=dg.EnvVar("GLOBOLATTE_HASH_KEY")),
         # trained models between assets, in the same storage account as the landing zone
-        "model_io_manager": BlobPickleIOManager(store=blob_landing_zone(ARTIFACTS_CONTAINER)),
+        "model_io_manager": BlobPickleIOManager(
+            store=BlobArtefactStore(blob=blob_landing_zone(ARTIFACTS_CONTAINER))
+        ),
         **azure_registry_resources(),
     }
