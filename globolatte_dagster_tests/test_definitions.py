@@ -185,3 +185,18 @@ def test_no_asset_key_literal_outside_the_keys_module():
         if literal.search(line)
     ]
     assert found == []
+
+
+def test_automation_is_declared_in_one_module():
+    """Conditions and automation sensors live in defs/automation.py; assets only name them."""
+    import globolatte_dagster
+
+    root = Path(globolatte_dagster.__file__).parent
+    declared = [
+        f"{path.relative_to(root)}:{n}"
+        for path in sorted(root.rglob("*.py"))
+        if path.relative_to(root).as_posix() != "defs/automation.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "AutomationCondition" in line
+    ]
+    assert declared == []

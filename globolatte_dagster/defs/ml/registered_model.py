@@ -15,6 +15,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from globolatte_dagster import keys as asset_keys
+from globolatte_dagster.defs.automation import register_new_model
 from globolatte_dagster.defs.partitions import region_day_key, region_partitions
 from globolatte_dagster.lib.gate import gate
 from globolatte_dagster.lib.json_io import to_jsonable
@@ -132,7 +133,7 @@ def _champion_value(
     ],
     kinds={"python", "azureml"},
     group_name="ml",
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=register_new_model(),
 )
 def registered_model(
     context: dg.AssetExecutionContext,

@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 
 from globolatte_dagster import keys as asset_keys
+from globolatte_dagster.defs.automation import check_on_new_sales
 from globolatte_dagster.defs.partitions import region_partitions
 from globolatte_dagster.lib import plots
 from globolatte_dagster.lib.monitor import performance as P
@@ -194,8 +195,7 @@ def units_behind(latest_by_region: dict[str, str], max_days_behind: int = MAX_DA
     asset=asset_keys.SALES,
     name="units_on_time",
     description=f"Every unit with sales has landed its days up to {MAX_DAYS_BEHIND} day behind the newest unit",
-    automation_condition=dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.in_progress(),
+    automation_condition=check_on_new_sales(),
 )
 def units_on_time(warehouse: Warehouse) -> dg.AssetCheckResult:
     latest = latest_landed(warehouse.query)
