@@ -51,6 +51,7 @@ from globolatte_dagster.defs.partitions import (
     region_day_key,
     region_day_partitions,
 )
+from globolatte_dagster.lib import scan as scan_lib
 from globolatte_dagster.lib.contract import REGION_KEYS, REGIONS, sales_prefix
 from globolatte_dagster.lib.scan import parse_cursor, scan_sales
 from globolatte_dagster.lib.schema import SALES
@@ -194,7 +195,7 @@ def _scan_counts(zone: LandingZone, instance: dg.DagsterInstance, cursor: str | 
             first_day=date.fromisoformat(settings.first_day()),
             last_day=last_day,
             now=sensors._now(),
-            full_pass_seconds=sensors.SALES_FULL_PASS_SECONDS,
+            full_pass_seconds=scan_lib.FULL_PASS_SECONDS,
             status=sensors.partition_status(instance, SALES.key),
             quiet_seconds=sensors.QUIET_SECONDS,
             retry=sensors.RETRY,
@@ -276,12 +277,12 @@ def _measure(zone: LandingZone, end: date, n_files: int, instance: dg.DagsterIns
         if all(isinstance(r[k], int | float) and not isinstance(r[k], bool) for r in rounds)
     }
     # the hourly full pass (every day folder of every region), forced on the last cursor
-    interval = sensors.SALES_FULL_PASS_SECONDS
-    sensors.SALES_FULL_PASS_SECONDS = 0
+    interval = scan_lib.FULL_PASS_SECONDS
+    scan_lib.FULL_PASS_SECONDS = 0
     try:
         full_s, full = _tick(zone, instance, cursor, last_day, clock)
     finally:
-        sensors.SALES_FULL_PASS_SECONDS = interval
+        scan_lib.FULL_PASS_SECONDS = interval
     # where a tick's time goes: one region's day folders (all of them, or one month) and one day's files
     calls = {"list_dirs_region_s": [], "list_dirs_month_s": [], "list_files_day_s": []}
     for region in REGION_KEYS:

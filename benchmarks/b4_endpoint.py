@@ -177,7 +177,7 @@ def _child_in_process(bundle: str, pool_file: str) -> None:
     import joblib
 
     from globolatte_dagster.lib.contract import REGION_KEYS
-    from globolatte_dagster.lib.registry import ARTEFACT
+    from globolatte_dagster.lib.model_store import ARTEFACT
 
     models = {r: joblib.load(Path(bundle) / r / ARTEFACT) for r in REGION_KEYS if (Path(bundle) / r).exists()}
     pool = json.loads(Path(pool_file).read_text())
@@ -350,7 +350,7 @@ def kill_scenario(serve: Serve, pool: list[dict], clients: int, seconds: float, 
 
 def run(quick: bool = False) -> dict:
     from globolatte_dagster.lib.contract import REGION_KEYS
-    from globolatte_dagster.lib.registry import LocalRegistryStore
+    from globolatte_dagster.lib.model_store import LocalRegistryStore
     from globolatte_dagster.serving.deployer import LocalDeployer
     from globolatte_dagster.serving.front import Limits
     from globolatte_dagster.serving.model_server import free_port, server_processes

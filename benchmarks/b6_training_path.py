@@ -94,7 +94,7 @@ def run_size(customers: int, repeats: int) -> dict:
 
     from globolatte_dagster.defs.features.assets import customer_features, purchase_history
     from globolatte_dagster.defs.ml.assets import customer_segments, preference_model
-    from globolatte_dagster.resources.training import InProcessModelTraining, SubprocessModelTraining
+    from globolatte_dagster.resources.model_training import InProcessModelTraining, SubprocessModelTraining
 
     case = _prepare(customers)
     chain = [purchase_history, customer_features, customer_segments, preference_model]

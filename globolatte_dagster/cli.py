@@ -40,18 +40,19 @@ def run() -> None:
 
 def _default_dagster_home(home) -> None:
     """Runs are recorded where `make dev` keeps its instance, unless DAGSTER_HOME says otherwise."""
-    import os
     import shutil
     from pathlib import Path
 
-    if os.environ.get("DAGSTER_HOME"):
+    from globolatte_dagster import settings
+
+    if settings.dagster_home_is_set():
         return
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     template = Path(__file__).resolve().parent.parent / "deploy" / "local" / "dagster.yaml"
     if not (dagster_home / "dagster.yaml").exists() and template.exists():
         shutil.copy(template, dagster_home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    settings.use_dagster_home(dagster_home)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,12 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from globolatte_dagster.defs.partitions import region_days_tags
+from globolatte_dagster import keys as asset_keys
+from globolatte_dagster.defs.partitions import region_day_key, region_days_tags
 from globolatte_dagster.lib import contract
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE
-from globolatte_dagster.lib.schema import CALENDAR, CUSTOMERS, PRODUCTS, SALES, WEATHER
 
 OK, FAILED, IDLE = "ok", "FAILED", "no sales yet"
-
-
-def _key(table) -> dg.AssetKey:
-    return dg.AssetKey(table.key)
 
 
 @dataclass
@@ -144,11 +140,11 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, echo=prin
             summary.problems.append(f"{region or 'all regions'}: {what} failed: {record.detail}")
         return record.success
 
-    execute("reference", [_key(PRODUCTS), _key(CUSTOMERS), _key(CALENDAR)])
-    for table, kind in ((SALES, "sales"), (WEATHER, "weather")):
-        keys = [k for k in graph.get_all_asset_keys() if k == _key(table) or _sibling(graph, k, _key(table))]
-        first, last = _day_bounds(graph, _key(table))
-        done = instance.get_materialized_partitions(_key(table))
+    execute("reference", [asset_keys.PRODUCTS, asset_keys.CUSTOMERS, asset_keys.CALENDAR])
+    for key, kind in ((asset_keys.SALES, "sales"), (asset_keys.WEATHER, "weather")):
+        keys = [k for k in graph.get_all_asset_keys() if k == key or _sibling(graph, k, key)]
+        first, last = _day_bounds(graph, key)
+        done = instance.get_materialized_partitions(key)
         for region, days in landed_partitions(landing, kind).items():
             for day in days:
                 if not first <= day <= last:
@@ -160,10 +156,10 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, echo=prin
                             else f"after the last partition day {last}"
                         )
                     )
-            new = [d for d in days if first <= d <= last and f"{d}|{region}" not in done]
+            new = [d for d in days if first <= d <= last and str(region_day_key(region, d)) not in done]
             for start, end, count in consecutive_runs(new):
                 execute(
-                    f"{table.schema}/{table.name}",
+                    key.to_user_string(),
                     keys,
                     f"{region} {start}..{end} ({count} day{'s' if count > 1 else ''})",
                     region=region,
@@ -192,7 +188,7 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, echo=prin
 
 
 def _regions_with_sales(instance: dg.DagsterInstance) -> set[str]:
-    return {k.rsplit("|", 1)[-1] for k in instance.get_materialized_partitions(_key(SALES))}
+    return {k.rsplit("|", 1)[-1] for k in instance.get_materialized_partitions(asset_keys.SALES)}
 
 
 def _without_champion(defs: dg.Definitions, regions: set[str], summary: RunSummary) -> list[str]:
@@ -210,7 +206,9 @@ def _without_champion(defs: dg.Definitions, regions: set[str], summary: RunSumma
             problems.append(f"{region}: the model registry could not be read ({type(exc).__name__}: {exc})")
             continue
         if not champion:
-            problems.append(f"{region}: no champion model (ml/registered_model did not promote one)")
+            problems.append(
+                f"{region}: no champion model ({asset_keys.REGISTERED_MODEL.to_user_string()} did not promote one)"
+            )
     return problems
 
 
@@ -230,8 +228,14 @@ def _sibling(graph, key: dg.AssetKey, of: dg.AssetKey) -> bool:
 
 
 def _downstream(graph) -> list[dg.AssetKey]:
-    raw_layer = {_key(SALES), _key(WEATHER), _key(PRODUCTS), _key(CUSTOMERS), _key(CALENDAR)}
-    raw_layer |= {k for k in graph.get_all_asset_keys() if _sibling(graph, k, _key(SALES))}
+    raw_layer = {
+        asset_keys.SALES,
+        asset_keys.WEATHER,
+        asset_keys.PRODUCTS,
+        asset_keys.CUSTOMERS,
+        asset_keys.CALENDAR,
+    }
+    raw_layer |= {k for k in graph.get_all_asset_keys() if _sibling(graph, k, asset_keys.SALES)}
     return [k for k in graph.toposorted_asset_keys if k not in raw_layer]
 
 
@@ -278,7 +282,7 @@ def print_summary(summary: RunSummary, instance: dg.DagsterInstance, warehouse, 
 
 def metrics_lines(instance: dg.DagsterInstance) -> list[str]:
     """Per region: the champion candidate's hold-out hit rate@3 beside the best baseline's, from the tournament."""
-    key = dg.AssetKey(["ml", "preference_model"])
+    key = asset_keys.PREFERENCE_MODEL
     lines = []
     for region in contract.REGION_KEYS:
         recs = instance.fetch_materializations(

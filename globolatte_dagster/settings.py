@@ -94,24 +94,56 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-SETTING_NAMES: frozenset[str] = frozenset(s.name for s in SETTINGS)
+
+def _setting(name: str) -> Setting:
+    setting = next((s for s in SETTINGS if s.name == name), None)
+    if setting is None:
+        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    return setting
 
 
 def is_set(name: str) -> bool:
     """Whether the setting `name` has a non-empty value; the value itself is not returned."""
-    if name not in SETTING_NAMES:
-        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    _setting(name)
     return bool(os.environ.get(name))
 
 
 def value(name: str, default: str | None = None) -> str | None:
     """The value of a non-secret setting (secrets are read only as `dg.EnvVar`s), or `default`."""
-    setting = next((s for s in SETTINGS if s.name == name), None)
-    if setting is None:
-        raise KeyError(f"{name} is not a setting of settings.SETTINGS")
+    setting = _setting(name)
     if setting.secret:
         raise ValueError(f"{name} is a secret: read it with dg.EnvVar, not settings.value")
     return os.environ.get(name, "").strip() or default
+
+
+# ---- variables that belong to other programs (Dagster, Azure ML's inference server, child processes) ----
+def dagster_home_is_set() -> bool:
+    """Whether DAGSTER_HOME (Dagster's own variable) is set."""
+    return bool(os.environ.get("DAGSTER_HOME"))
+
+
+def use_dagster_home(path: Path) -> None:
+    """Point Dagster (this process and its children) at the instance in `path`."""
+    os.environ["DAGSTER_HOME"] = str(path)
+
+
+def azureml_model_dir(name: str = "AZUREML_MODEL_DIR") -> str | None:
+    """The model folder Azure ML's inference server passes to the scoring script, if any."""
+    return os.environ.get(name) or None
+
+
+def training_storage_connection_string() -> str | None:
+    """AZURE_STORAGE_CONNECTION_STRING in a training job's own process (Azurite in the tests only).
+
+    The job runs outside Dagster, so there is no `dg.EnvVar` to resolve; the value is used to build a
+    client and is never logged.
+    """
+    return os.environ.get("AZURE_STORAGE_CONNECTION_STRING") or None
+
+
+def child_environment(drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment for a child process, without the variables named in `drop`."""
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def env() -> str:

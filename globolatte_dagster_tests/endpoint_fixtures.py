@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from globolatte_dagster.lib.contract import REGION_KEYS
-from globolatte_dagster.lib.registry import LocalRegistryStore
+from globolatte_dagster.lib.model_store import LocalRegistryStore
 from globolatte_dagster.serving.model_server import server_processes
 
 FIELDS = {"region", "customer_id", "recommendations", "segment", "model_version", "candidate", "cold_start"}

@@ -19,13 +19,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from globolatte_dagster.defs.mart.assets import RECOMMENDATIONS
+from globolatte_dagster.lib.model_store import LocalRegistryStore
 from globolatte_dagster.lib.monitor import compute as C
 from globolatte_dagster.lib.monitor import drift as Dr
 from globolatte_dagster.lib.monitor import performance as P
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.tournament import train_region
 from globolatte_dagster.lib.recommend.training import TrainParams
-from globolatte_dagster.lib.registry import LocalRegistryStore
 from globolatte_dagster.lib.schema import DATA_QUALITY, DRIFT, RECOMMENDATION_PERFORMANCE
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import SimCase, landed_frames, load_duckdb

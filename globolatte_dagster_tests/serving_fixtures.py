@@ -19,11 +19,11 @@ from threadpoolctl import threadpool_limits
 
 from globolatte_dagster.lib import segments as S
 from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.lib.model_store import LocalRegistryStore
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.scoring import RegionRecommender
 from globolatte_dagster.lib.recommend.tournament import train_region
 from globolatte_dagster.lib.recommend.training import TrainParams
-from globolatte_dagster.lib.registry import LocalRegistryStore
 from globolatte_dagster.lib.schema import PURCHASE_HISTORY
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import SimCase, landed_frames, load_duckdb, simulate_case

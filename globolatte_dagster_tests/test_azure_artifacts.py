@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 
 from globolatte_dagster.defs.partitions import region_partitions
-from globolatte_dagster.resources.artifacts import BlobPickleIOManager
+from globolatte_dagster.resources.artifacts import BlobArtefactStore, BlobPickleIOManager
 
 pytestmark = pytest.mark.azure
 
@@ -18,7 +18,7 @@ def test_models_round_trip_per_region_partition_through_blob(azurite_landing):
     def uses_model(model: dict) -> str:
         return model["region"]
 
-    resources = {"model_io_manager": BlobPickleIOManager(store=azurite_landing)}
+    resources = {"model_io_manager": BlobPickleIOManager(store=BlobArtefactStore(blob=azurite_landing))}
     for region in ("america", "mexico"):
         assert dg.materialize([model, uses_model], partition_key=region, resources=resources).success
     assert azurite_landing.exists("model/mexico.pickle") and azurite_landing.exists(
@@ -39,7 +39,7 @@ def test_a_missing_model_names_the_asset_to_materialise(azurite_landing):
     def uses_model(model: dict) -> int:
         return len(model)
 
-    resources = {"model_io_manager": BlobPickleIOManager(store=azurite_landing)}
+    resources = {"model_io_manager": BlobPickleIOManager(store=BlobArtefactStore(blob=azurite_landing))}
     result = dg.materialize(
         [model, uses_model],
         selection=[uses_model],

@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-from globolatte_dagster.defs.ingestion import sensors as sensors_module
 from globolatte_dagster.defs.ingestion.sensors import RANGE_END_TAG, RANGE_START_TAG, sales_landing_sensor
+from globolatte_dagster.lib import scan as scan_module
 from globolatte_dagster.lib.scan import scan_sales
 from globolatte_dagster.resources.azure import azure_resources
 from globolatte_dagster.resources.blob_landing import BlobLandingZone
@@ -136,7 +136,7 @@ def test_sensor_on_blobs_upload_reupload_stray_and_many(azurite_landing: BlobLan
     requests, cursor = _tick(z, cursor)
     assert requests == []
     assert any(p.startswith("sales/canada/2025-03-01/notes.txt") for p in json.loads(cursor)["stray"])
-    monkeypatch.setattr(sensors_module, "SALES_FULL_PASS_SECONDS", 0)
+    monkeypatch.setattr(scan_module, "FULL_PASS_SECONDS", 0)
     requests, cursor = _tick(z, cursor)
     assert requests == []
     assert {"sales/atlantis/", "sales/canada/yesterday/"} <= set(json.loads(cursor)["stray"])

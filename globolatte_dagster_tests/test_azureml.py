@@ -19,17 +19,14 @@ from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint,
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
-from globolatte_dagster.defs.ml.registry import registered_model
+from globolatte_dagster.defs.ml.registered_model import registered_model
 from globolatte_dagster.defs.serving.assets import scoring_endpoint
 from globolatte_dagster.lib.contract import REGION_KEYS
-from globolatte_dagster.lib.registry import ALIASES
+from globolatte_dagster.lib.model_store import ALIASES
 from globolatte_dagster.resources import endpoint as E
 from globolatte_dagster.resources.alias_lock import BlobLeaseLock
-from globolatte_dagster.resources.registry import (
-    AzureMLModelRegistry,
-    AzureMLRegistryOps,
-    azure_registry_resources,
-)
+from globolatte_dagster.resources.azure import azure_registry_resources
+from globolatte_dagster.resources.model_registry import AzureMLModelRegistry, AzureMLRegistryOps
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.recorded_mlclient import RecordedMLClient
 from globolatte_dagster_tests.serving_fixtures import trained_models
@@ -178,6 +175,57 @@ def test_the_registry_resource_locks_in_the_workspace_default_datastore(client, 
         "https://stglobolatteml.blob.core.windows.net/azureml-blobstore-00000000-0000-0000-0000-000000000000"
     )
     assert client.calls[-1] == ("datastores.get_default", "workspaceblobstore")
+
+
+def test_one_mlclient_per_resource_instance(client, tmp_path, monkeypatch):
+    built = []
+
+    def factory(self):
+        built.append(self)
+        return client
+
+    monkeypatch.setattr(AzureMLModelRegistry, "ml_client", factory)
+    monkeypatch.setattr(E.AzureMLScoringEndpoint, "ml_client", factory)
+    registry = AzureMLModelRegistry(
+        subscription_id="s", resource_group="g", workspace_name="w", scratch_dir=str(tmp_path)
+    )
+    for region in REGION_KEYS:
+        assert registry.get_alias(region, "champion") is None
+    assert registry.ops is registry.ops
+    endpoint = E.AzureMLScoringEndpoint(subscription_id="s", resource_group="g", workspace_name="w")
+    assert endpoint.current_versions() is None and endpoint.current_versions() is None
+    assert built == [registry, endpoint]  # one client each, not one per call
+    assert [c[0] for c in client.calls].count("datastores.get_default") == 1  # one lock, built once
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w"
+            "/models/globolatte-champions/versions/7",
+            ("globolatte-champions", "7"),
+        ),
+        ("azureml:globolatte-champions:7", ("globolatte-champions", "7")),
+        ("globolatte-champions:7", ("globolatte-champions", "7")),
+        ("azureml:globolatte-champions@latest", None),
+        (None, None),
+    ],
+)
+def test_the_live_deployment_model_reference_is_read_in_every_form_the_service_gives(model, expected):
+    assert E.model_name_version(model) == expected
+
+
+def test_current_versions_come_from_the_live_colour_bundle(client, case, tmp_path):
+    bundle = champions(client, case, tmp_path)
+    deployer = E.AzureMLDeployer(client, NAME, log=lambda _m: None)
+    assert deployer.live_versions() is None  # no endpoint yet
+    deployer.deploy(bundle)
+    assert deployer.live_versions() == bundle.versions
+    newer = champions(client, case, tmp_path, "two")
+    assert newer.model_ref != bundle.model_ref
+    deployer.deploy(newer)
+    assert deployer.live_versions() == newer.versions
 
 
 def test_record_decision_tags_the_version(client, case, tmp_path):
@@ -404,12 +452,26 @@ def test_the_same_assets_register_and_deploy_through_azure_resources(
     meta = deployed.get_asset_materialization_events()[0].materialization.metadata
     assert meta["colour"].value == "blue" and meta["model"].value == "azureml:globolatte-champions:1"
     assert [c[0] for c in client.ops()] == [
+        "online_endpoints.get",  # current_versions: no endpoint yet, so the versions are unknown
         "online_endpoints.get",
         "online_endpoints.begin_create_or_update",
         "online_deployments.begin_create_or_update",
         "online_endpoints.invoke",
         "online_endpoints.begin_create_or_update",
     ]
+    # The champions did not change: the live colour's bundle is read back and nothing is redeployed.
+    client.calls.clear()
+    again = dg.materialize(
+        [preference_model, registered_model, scoring_endpoint],
+        selection=[scoring_endpoint],
+        resources=resources,
+    )
+    meta = again.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["status"].value == "unchanged"
+    assert meta["model_versions"].value == {r: f"globolatte-{r}:1" for r in REGION_KEYS}
+    deploying = {"online_deployments.begin_create_or_update", "online_endpoints.begin_create_or_update"}
+    assert not deploying & {c[0] for c in client.ops()}
+    assert ("online_deployments.get", "blue") in client.ops()
     for region in REGION_KEYS:
         tags = client.models.store[(f"globolatte-{region}", "1")].tags
         assert tags["champion"] == "true" and tags["gate"] == "forced" and tags["challenger"] == "true"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster.lib.schema import TABLES
 
 
 def test_definitions_load_locally_with_the_documented_graph(defs: dg.Definitions):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    # the chain of DESIGN.md's asset graph, from the landed files to the served lists and their monitors
     assert {
         "raw/sales",
         "raw/sales_rejects",
@@ -18,7 +23,32 @@ def test_definitions_load_locally_with_the_documented_graph(defs: dg.Definitions
         "core/products",
         "core/customers",
         "core/calendar",
-    } <= keys
+        "core/purchase_history",
+        "core/customer_features",
+        "ml/customer_segments",
+        "ml/segment_model",
+        "ml/preference_model",
+        "ml/registered_model",
+        "serving/scoring_endpoint",
+        "mart/recommendations",
+        "monitor/recommendation_performance",
+        "monitor/drift",
+        "monitor/data_quality",
+    } == keys
+    # ...wired as documented: each stage reads the one before it
+    parents = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
+        for k in graph.get_all_asset_keys()
+    }
+    assert "core/customer_features" in parents["ml/customer_segments"]
+    assert "ml/segment_model" in parents["ml/preference_model"]
+    assert "ml/preference_model" in parents["ml/registered_model"]
+    assert "ml/registered_model" in parents["serving/scoring_endpoint"]
+    assert "ml/registered_model" in parents["mart/recommendations"]
+    assert {"raw/sales", "mart/recommendations"} <= parents["monitor/recommendation_performance"]
+    # one constant per asset key in globolatte_dagster/keys.py, and no constant without an asset
+    constants = {v.to_user_string() for v in vars(asset_keys).values() if isinstance(v, dg.AssetKey)}
+    assert constants == keys
     sensors = {s.name: s for s in defs.sensors}
     assert sensors["sales_landing_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["sales_landing_sensor"].minimum_interval_seconds == 30
@@ -60,15 +90,9 @@ def _first_day(defs: dg.Definitions, key: list[str]) -> str:
 
 
 def test_the_first_partition_day_is_read_when_the_definitions_load(monkeypatch):
-    import importlib
-
-    import globolatte_dagster.defs.ingestion.assets as raw_module
-    import globolatte_dagster.defs.partitions as partitions_module
     from globolatte_dagster.definitions import defs as load
 
     monkeypatch.setenv("GLOBOLATTE_FIRST_DAY", "not-a-day")
-    for module in (partitions_module, raw_module):
-        importlib.reload(module)  # importing reads no environment
     with pytest.raises(Exception) as err:  # Dagster wraps it with the module that failed to load
         load()
     causes = [err.value]
@@ -105,3 +129,74 @@ def test_every_warehouse_table_exists_before_its_feed_lands(tmp_path):
             "mart.recommendations",
         } <= set(tables)
         assert built.warehouse.query("SELECT count(*) AS n FROM raw.weather")["n"].iloc[0] == 0
+
+
+def test_importing_any_module_reads_no_setting():
+    """Every module imports in a fresh process whose settings are all invalid: they are read at load time."""
+    import subprocess
+    import sys
+
+    import globolatte_dagster
+
+    root = Path(globolatte_dagster.__file__).parent
+    modules = sorted(
+        ".".join(("globolatte_dagster", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+        for p in root.rglob("*.py")
+    )
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\nprint('imported', len(sys.argv) - 1)"
+    bad = {
+        "GLOBOLATTE_ENV": "moon",
+        "GLOBOLATTE_AUTOMATION": "sometimes",
+        "GLOBOLATTE_FIRST_DAY": "not-a-day",
+        "GLOBOLATTE_UPLOAD_DEADLINE": "whenever",
+        "GLOBOLATTE_TRAINING": "by-hand",
+    }
+    env = {k: v for k, v in os.environ.items() if k not in bad} | bad
+    done = subprocess.run(
+        [sys.executable, "-c", code, *modules], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"imported {len(modules)}"
+    # ...and the same settings fail loudly when the definitions load
+    with_bad = subprocess.run(
+        [sys.executable, "-c", "from globolatte_dagster.definitions import defs; defs()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert with_bad.returncode != 0 and "must be" in with_bad.stderr
+
+
+def test_no_asset_key_literal_outside_the_keys_module():
+    """Asset keys are named through globolatte_dagster/keys.py, never spelled out in another module."""
+    import re
+
+    import globolatte_dagster
+
+    root = Path(globolatte_dagster.__file__).parent
+    schemas = "raw|core|ml|serving|mart|monitor"
+    literal = re.compile(rf"AssetKey\(\s*\[|\[\s*[\"'](?:{schemas})[\"']\s*,\s*[\"']\w+[\"']\s*\]")
+    found = [
+        f"{path.relative_to(root)}:{n}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        if path.name != "keys.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert found == []
+
+
+def test_automation_is_declared_in_one_module():
+    """Conditions and automation sensors live in defs/automation.py; assets only name them."""
+    import globolatte_dagster
+
+    root = Path(globolatte_dagster.__file__).parent
+    declared = [
+        f"{path.relative_to(root)}:{n}"
+        for path in sorted(root.rglob("*.py"))
+        if path.relative_to(root).as_posix() != "defs/automation.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "AutomationCondition" in line
+    ]
+    assert declared == []

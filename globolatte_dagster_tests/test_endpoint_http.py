@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from globolatte_dagster.lib.contract import REGION_KEYS
-from globolatte_dagster.lib.registry import LocalRegistryStore
+from globolatte_dagster.lib.model_store import LocalRegistryStore
 from globolatte_dagster.serving.deployer import DeploymentFailed, LocalDeployer
 from globolatte_dagster.serving.front import Front, Limits
 from globolatte_dagster.serving.model_server import free_port, pid_alive

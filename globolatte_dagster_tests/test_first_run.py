@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from globolatte_dagster.lib.contract import REGION_KEYS
-from globolatte_dagster.resources.registry import LocalModelRegistry
+from globolatte_dagster.resources.model_registry import LocalModelRegistry
 from globolatte_dagster.serving.model_server import free_port
 from globolatte_dagster_tests.dagster_server import REPO_ROOT, DagsterServer
 from globolatte_dagster_tests.endpoint_fixtures import start_serve, wait_serving, wait_until_no_servers

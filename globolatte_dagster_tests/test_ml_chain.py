@@ -14,11 +14,11 @@ from globolatte_dagster.defs.automation import automation_sensor
 from globolatte_dagster.defs.features.assets import customer_features, purchase_history
 from globolatte_dagster.defs.mart.assets import recommendations
 from globolatte_dagster.defs.ml.assets import customer_segments, preference_model
-from globolatte_dagster.defs.ml.registry import registered_model
+from globolatte_dagster.defs.ml.registered_model import registered_model
 from globolatte_dagster.defs.partitions import region_day, region_day_key
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
-from globolatte_dagster.resources.registry import LocalModelRegistry
-from globolatte_dagster.resources.training import SubprocessModelTraining
+from globolatte_dagster.resources.model_registry import LocalModelRegistry
+from globolatte_dagster.resources.model_training import SubprocessModelTraining
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
 

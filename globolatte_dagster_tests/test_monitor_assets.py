@@ -11,7 +11,7 @@ import pytest
 from globolatte_dagster.defs.mart.assets import RECOMMENDATIONS
 from globolatte_dagster.defs.monitor.assets import data_quality, drift, recommendation_performance
 from globolatte_dagster.lib.schema import DATA_QUALITY, DRIFT, RECOMMENDATION_PERFORMANCE
-from globolatte_dagster.resources.registry import LocalModelRegistry
+from globolatte_dagster.resources.model_registry import LocalModelRegistry
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import simulate_case
 from globolatte_dagster_tests.monitor_replay import Replay

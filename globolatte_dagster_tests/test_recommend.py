@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from globolatte_dagster.lib.gate import gate
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.candidates import (
     Popularity,
@@ -22,7 +23,6 @@ from globolatte_dagster.lib.recommend.evaluation import choose, force
 from globolatte_dagster.lib.recommend.metrics import bootstrap, hits, top_k
 from globolatte_dagster.lib.recommend.tournament import COMPLEXITY, train_region
 from globolatte_dagster.lib.recommend.training import TrainParams, holdout_length
-from globolatte_dagster.lib.registry import gate
 
 D0 = date(2025, 3, 3)  # a Monday
 PRODUCTS = pd.DataFrame(

@@ -16,14 +16,17 @@ import pytest
 from globolatte_dagster.defs.features.assets import customer_features, purchase_history
 from globolatte_dagster.defs.mart.assets import recommendations
 from globolatte_dagster.defs.ml.assets import customer_segments, preference_model
-from globolatte_dagster.defs.ml.registry import GATE, registered_model
+from globolatte_dagster.defs.ml.registered_model import GATE, registered_model
 from globolatte_dagster.defs.serving.assets import scoring_endpoint
-from globolatte_dagster.lib import registry as R
+from globolatte_dagster.lib import json_io
+from globolatte_dagster.lib.gate import gate
+from globolatte_dagster.lib.lineage import code_version
+from globolatte_dagster.lib.model_store import LocalRegistryStore
 from globolatte_dagster.lib.schema import SALES
 from globolatte_dagster.resources.endpoint import LocalScoringEndpoint
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
-from globolatte_dagster.resources.registry import LocalModelRegistry
-from globolatte_dagster.resources.training import InProcessModelTraining
+from globolatte_dagster.resources.model_registry import LocalModelRegistry
+from globolatte_dagster.resources.model_training import InProcessModelTraining
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster.serving.model_server import ModelServer
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
@@ -43,30 +46,30 @@ def metrics(
 
 
 def test_gate_promotes_a_first_version_that_serves_at_least_the_best_baseline():
-    d = R.gate(metrics(0.6), None)
+    d = gate(metrics(0.6), None)
     assert d.promote and not d.forced and "no champion yet" in d.reasons
     assert "serves context_model at 0.6000, not below the best baseline repeat (0.5000)" in d.reasons[0]
 
 
 def test_gate_rejects_a_version_that_serves_below_the_best_baseline():
-    d = R.gate(metrics(0.45, baseline=0.5), None)
+    d = gate(metrics(0.45, baseline=0.5), None)
     assert not d.promote and "below the best baseline repeat" in d.reasons[0]
 
 
 def test_gate_allows_a_challenger_within_the_margin_and_rejects_one_beyond():
-    assert R.gate(metrics(0.595), 0.60, champion_version="3", margin=0.01, comparison="rescored").promote
-    worse = R.gate(metrics(0.58), 0.60, champion_version="3", margin=0.01, comparison="rescored")
+    assert gate(metrics(0.595), 0.60, champion_version="3", margin=0.01, comparison="rescored").promote
+    worse = gate(metrics(0.58), 0.60, champion_version="3", margin=0.01, comparison="rescored")
     assert not worse.promote and any("worse than champion 3 by more than 0.01" in r for r in worse.reasons)
 
 
 def test_a_region_with_one_landed_day_gets_a_first_champion_but_never_replaces_one():
-    assert R.gate(metrics(None), None).promote
-    later = R.gate(metrics(None), None, champion_version="2", comparison="-")
+    assert gate(metrics(None), None).promote
+    later = gate(metrics(None), None, champion_version="2", comparison="-")
     assert not later.promote and "keeps serving" in later.reasons[-1]
 
 
 def test_forced_promotion_is_recorded_as_forced():
-    d = R.gate(metrics(0.4), 0.6, champion_version="2", force=True)
+    d = gate(metrics(0.4), 0.6, champion_version="2", force=True)
     assert d.promote and d.forced
     assert any("FORCED" in r for r in d.reasons)
     assert d.as_dict()["forced"] is True
@@ -74,7 +77,7 @@ def test_forced_promotion_is_recorded_as_forced():
 
 def test_gate_refuses_a_negative_margin():
     with pytest.raises(ValueError, match="margin"):
-        R.gate(metrics(0.6), None, margin=-0.1)
+        gate(metrics(0.6), None, margin=-0.1)
 
 
 # ------------------------------------------------------------------------------------------ local store
@@ -87,7 +90,7 @@ class Stub:
 
 
 def test_store_versions_artefacts_metrics_lineage_and_aliases(tmp_path: Path):
-    store = R.LocalRegistryStore(tmp_path)
+    store = LocalRegistryStore(tmp_path)
     first = store.register("america", Stub("a"), metrics(0.6), {"dagster": {"run_id": "r1"}})
     second = store.register("america", Stub("b"), metrics(0.7), {"dagster": {"run_id": "r2"}})
     assert (first.version, second.version) == ("1", "2")
@@ -110,12 +113,12 @@ def test_store_versions_artefacts_metrics_lineage_and_aliases(tmp_path: Path):
 
 
 def test_concurrent_registrations_get_distinct_versions(tmp_path: Path):
-    store = R.LocalRegistryStore(tmp_path)
+    store = LocalRegistryStore(tmp_path)
     got: list[str] = []
     lock = threading.Lock()
 
     def register(i: int) -> None:
-        v = R.LocalRegistryStore(tmp_path).register("canada", Stub(str(i)), metrics(0.6), {}).version
+        v = LocalRegistryStore(tmp_path).register("canada", Stub(str(i)), metrics(0.6), {}).version
         with lock:
             got.append(v)
 
@@ -130,20 +133,20 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path: Path):
 
 def _set_alias_slowly(root: str, alias: str, version: str, barrier) -> None:
     """In a child process: set an alias with a wide gap between reading and writing aliases.json."""
-    read = R.LocalRegistryStore.aliases
+    read = LocalRegistryStore.aliases
 
     def slow_read(self, region):
         found = read(self, region)
         time.sleep(0.3)
         return found
 
-    R.LocalRegistryStore.aliases = slow_read
+    LocalRegistryStore.aliases = slow_read
     barrier.wait()
-    R.LocalRegistryStore(root).set_alias("america", alias, version)
+    LocalRegistryStore(root).set_alias("america", alias, version)
 
 
 def test_concurrent_alias_writes_from_several_processes_lose_no_update(tmp_path: Path):
-    store = R.LocalRegistryStore(tmp_path)
+    store = LocalRegistryStore(tmp_path)
     for name in "abc":
         store.register("america", Stub(name), metrics(0.6), {})  # challenger -> 3
     ctx = multiprocessing.get_context("fork")
@@ -163,7 +166,7 @@ def test_concurrent_alias_writes_from_several_processes_lose_no_update(tmp_path:
 
 def test_alias_file_is_replaced_atomically(tmp_path: Path, monkeypatch):
     """A crash while writing aliases leaves the previous aliases intact."""
-    store = R.LocalRegistryStore(tmp_path)
+    store = LocalRegistryStore(tmp_path)
     store.register("mexico", Stub("a"), metrics(0.6), {})
     store.set_alias("mexico", "champion", "1")
     store.register("mexico", Stub("b"), metrics(0.6), {})
@@ -171,7 +174,7 @@ def test_alias_file_is_replaced_atomically(tmp_path: Path, monkeypatch):
     def crash(*_a, **_k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(R.json, "dump", crash)
+    monkeypatch.setattr(json_io.json, "dump", crash)
     with pytest.raises(OSError):
         store.set_alias("mexico", "champion", "2")
     monkeypatch.undo()
@@ -185,11 +188,11 @@ def test_code_version_reads_git_without_git_or_falls_back_to_the_package(tmp_pat
     (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (repo / ".git" / "refs" / "heads" / "main").write_text("a" * 40 + "\n")
     (repo / "pkg").mkdir()
-    assert R.code_version(repo / "pkg" / "x.py") == {"git_sha": "a" * 40}
+    assert code_version(repo / "pkg" / "x.py") == {"git_sha": "a" * 40}
     (repo / ".git" / "refs" / "heads" / "main").unlink()
     (repo / ".git" / "packed-refs").write_text("# pack-refs\n" + "b" * 40 + " refs/heads/main\n")
-    assert R.code_version(repo / "pkg" / "x.py") == {"git_sha": "b" * 40}
-    assert set(R.code_version(tmp_path / "elsewhere" / "x.py")) == {"package_version"}
+    assert code_version(repo / "pkg" / "x.py") == {"git_sha": "b" * 40}
+    assert set(code_version(tmp_path / "elsewhere" / "x.py")) == {"package_version"}
 
 
 # --------------------------------------------------------------------------------------- the real assets
@@ -290,6 +293,8 @@ def test_champion_challenger_gate_through_the_real_assets(ml_env):
     assert live["model_versions"] == {REGION: "globolatte-america:1"}
     lineage = registry.lineage(REGION, "1")
     assert lineage["data"]["partitions"]["ml/preference_model"] == REGION
+    # the sales range in Dagster's spelling of a region-day key (day|region) and of a range (start...end)
+    assert lineage["data"]["partitions"]["raw/sales"].endswith(f"...2025-01-28|{REGION}")
     assert lineage["data"]["rows"]["raw_sales_rows"] > 0 and lineage["data"]["day_range"][1] == "2025-01-28"
     assert set(lineage["candidates"]) == {
         "popularity",
@@ -332,7 +337,7 @@ def test_champion_challenger_gate_through_the_real_assets(ml_env):
     meta, passed, _ = outcome(forced)
     assert meta["decision"] == "forced" and meta["forced"] and passed and "FORCED" in meta["reasons"]
     assert registry.get_alias(REGION, "champion") == "3"
-    recorded = R.LocalRegistryStore(registry.root).decision(REGION, "3")
+    recorded = LocalRegistryStore(registry.root).decision(REGION, "3")
     assert recorded["forced"] is True and recorded["promote"] is True
 
     # 4. The tournament's own champion replaces the forced one: the forced champion saw the hold-out, so its

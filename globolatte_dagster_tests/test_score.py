@@ -254,8 +254,16 @@ def test_score_py_imports_no_dagster():
         "azureml_inference_server_http",
         "globolatte_dagster.lib",
         "globolatte_dagster.serving.bounds",
+        "globolatte_dagster",  # `from globolatte_dagster import settings`, checked below
     )
     assert all(name.startswith(allowed) for name in imported), imported
+    assert [line for line in source.splitlines() if line.startswith("from globolatte_dagster import")] == [
+        "from globolatte_dagster import settings  # noqa: E402"
+    ]
+    # settings.py, which score.py reads AZUREML_MODEL_DIR through, imports only the standard library at the top
+    settings_source = (Path(score.__file__).parents[1] / "settings.py").read_text()
+    top = [line.split()[1] for line in settings_source.splitlines() if line.startswith(("import ", "from "))]
+    assert set(top) <= {"__future__", "os", "dataclasses", "pathlib"}, top
     bounds_source = (Path(score.__file__).parent / "bounds.py").read_text()
     assert "dagster" not in bounds_source.replace("globolatte_dagster", "")
 

@@ -16,6 +16,7 @@ from globolatte_dagster.defs.ingestion.sensors import (
     sales_landing_sensor,
     weather_landing_sensor,
 )
+from globolatte_dagster.lib import scan as scan_module
 from globolatte_dagster.lib.scan import scan_sales, window_months
 from globolatte_dagster_tests.conftest import SAMPLE_EXPORT
 
@@ -117,7 +118,7 @@ def test_sales_sensor_requests_each_change_once(landing, monkeypatch):
     assert _partitions(s.tick()) == ["2025-03-10|america"]
     landing.write_bytes("sales/america/2025-02-20/sales.csv", _sales("2025-02-20"))
     assert s.tick() == []
-    monkeypatch.setattr(sensors_module, "SALES_FULL_PASS_SECONDS", 0)
+    monkeypatch.setattr(scan_module, "FULL_PASS_SECONDS", 0)
     assert _partitions(s.tick()) == ["2025-02-20|america"]
     assert s.tick() == []
     cursor = json.loads(s.cursor)
@@ -239,22 +240,25 @@ def test_a_day_landing_in_every_region_is_one_run_per_region(landing):
 
 
 def test_automation_off_starts_every_sensor_stopped(monkeypatch):
-    import importlib
+    """GLOBOLATTE_AUTOMATION is read when the definitions load (no module reload needed)."""
+    from globolatte_dagster.defs.automation import automation
 
-    from globolatte_dagster.defs.automation import automation_sensor
+    def statuses() -> dict[str, dg.DefaultSensorStatus]:
+        loaded = [*sensors_module.landing().sensors, *automation().sensors]
+        return {sensor.name: sensor.default_status for sensor in loaded}
 
-    try:
-        monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "off")
-        for module in (sensors_module,):
-            importlib.reload(module)
-        assert sensors_module.sales_landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
-        assert sensors_module.reference_landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
-        assert automation_sensor().default_status == dg.DefaultSensorStatus.STOPPED
-        monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "sometimes")
-        with pytest.raises(ValueError, match="GLOBOLATTE_AUTOMATION must be 'on' or 'off'"):
-            importlib.reload(sensors_module)
-    finally:
-        monkeypatch.delenv("GLOBOLATTE_AUTOMATION")
-        for module in (sensors_module,):
-            importlib.reload(module)
-    assert sensors_module.sales_landing_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    names = {
+        "sales_landing_sensor",
+        "weather_landing_sensor",
+        "reference_landing_sensor",
+        "automation_sensor",
+    }
+    monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "off")
+    assert statuses() == dict.fromkeys(names, dg.DefaultSensorStatus.STOPPED)
+    monkeypatch.setenv("GLOBOLATTE_AUTOMATION", "sometimes")
+    with pytest.raises(ValueError, match="GLOBOLATTE_AUTOMATION must be 'on' or 'off'"):
+        sensors_module.landing()
+    with pytest.raises(ValueError, match="GLOBOLATTE_AUTOMATION must be 'on' or 'off'"):
+        automation()
+    monkeypatch.delenv("GLOBOLATTE_AUTOMATION")
+    assert statuses() == dict.fromkeys(names, dg.DefaultSensorStatus.RUNNING)

@@ -20,7 +20,7 @@ from globolatte_dagster import settings
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.training import TrainParams
 from globolatte_dagster.resources import environment_definitions
-from globolatte_dagster.resources.training import (
+from globolatte_dagster.resources.model_training import (
     InProcessModelTraining,
     SubprocessModelTraining,
 )

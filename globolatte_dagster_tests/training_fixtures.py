@@ -9,7 +9,7 @@ import dagster as dg
 from globolatte_dagster.defs.features.assets import customer_features, purchase_history
 from globolatte_dagster.defs.ml.assets import customer_segments, preference_model
 from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
-from globolatte_dagster.resources.training import InProcessModelTraining
+from globolatte_dagster.resources.model_training import InProcessModelTraining
 from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 from globolatte_dagster_tests.ml_data import landed_frames, load_duckdb, simulate_case
 

@@ -4,15 +4,15 @@
 region per day after a success, and again after a failure (at most every `RETRY_CRON` tick).
 `deploy_on_new_champion` deploys when any region's registered model changed. `monitor_refresh` runs a
 region's monitors when a day of its sales lands; `retrain_on_alert` retrains the region's model after a
-monitor run whose realised hit-rate or feature-drift check failed. One sensor evaluates every asset's (and
+monitor run whose realised hit-rate or feature-drift check failed. `register_new_model` gates each new
+model as it lands and `check_on_new_sales` evaluates a raw/sales check when days land. One sensor evaluates every asset's (and
 check's) condition, so a region's whole chain (features to recommendations) can be requested in one run.
 """
 
 import dagster as dg
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster import settings
-from globolatte_dagster.defs.monitor.checks import RETRAIN_CHECKS
-from globolatte_dagster.lib.schema import SALES, WEATHER
 
 REFRESH_CRON = "0 0 * * *"  # a region refreshes at most once between two ticks of this (UTC)
 RETRY_CRON = "*/10 * * * *"  # a failed refresh is requested again at most once between two ticks of this
@@ -29,7 +29,7 @@ def upstream_ready() -> dg.AutomationCondition:
     """
     return (
         AC.all_deps_match(~AC.missing() | AC.will_be_requested())
-        .ignore(dg.AssetSelection.assets(WEATHER.key))
+        .ignore(dg.AssetSelection.assets(asset_keys.WEATHER))
         .with_label("upstream has data")
     )
 
@@ -78,7 +78,7 @@ def monitor_refresh() -> dg.AutomationCondition:
     """
     new_day = (
         AC.any_deps_updated()
-        .allow(dg.AssetSelection.assets(SALES.key))
+        .allow(dg.AssetSelection.assets(asset_keys.SALES))
         .since_last_handled()
         .with_label("a day's sales landed")
     )
@@ -97,6 +97,9 @@ def retrain_on_alert() -> dg.AutomationCondition:
     failing monitor run (also when the daily refresh already ran that day), and what follows it (the
     registered model behind its gate) comes along by its own automation.
     """
+    # imported here: the monitor checks take their own condition (`check_on_new_sales`) from this module
+    from globolatte_dagster.defs.monitor.checks import RETRAIN_CHECKS
+
     failed = [
         AC.asset_matches(
             check.asset_key,
@@ -111,6 +114,16 @@ def retrain_on_alert() -> dg.AutomationCondition:
         & ~AC.any_deps_in_progress().with_label("upstream still running")
         & ~AC.in_progress().with_label("retrain running")
     ).with_label("retrain on alert")
+
+
+def register_new_model() -> dg.AutomationCondition:
+    """Register (and gate) a region's new preference model as soon as it is materialised: Dagster's eager."""
+    return AC.eager()
+
+
+def check_on_new_sales() -> dg.AutomationCondition:
+    """Evaluate a check of raw/sales once new days landed, unless it is running already."""
+    return AC.any_deps_updated().since_last_handled() & ~AC.in_progress()
 
 
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:

@@ -31,7 +31,6 @@ def region_day_partitions(first_day: str | None = None) -> dg.MultiPartitionsDef
 # The layout with the default first day, for specs in tests and scripts: it reads no environment. The code
 # location's raw assets use `region_day_partitions()` (see defs/ingestion/assets.py).
 region_day = _region_day(settings.DEFAULT_FIRST_DAY)
-FIRST_DAY = settings.DEFAULT_FIRST_DAY  # the default, for scripts that predate the setting
 
 # region × day upstream feeds one region downstream: every landed day of that region.
 region_of_region_day = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="region")

@@ -1,7 +1,7 @@
 """One environment from training to serving: the library versions a model was trained with.
 
 `training_environment()` is recorded in every registered version's lineage (`lineage["environment"]`,
-by `lib.registry` and the Azure ML registry), whatever the model object is. `compatibility_problem()`
+by `lib.model_store` and the Azure ML registry), whatever the model object is. `compatibility_problem()`
 compares a recorded environment with the running one; `score.py` refuses a bundle it cannot unpickle
 faithfully: another scikit-learn major.minor (scikit-learn supports unpickling only with the version that
 pickled), another numpy major, or another Python minor. `load_artefact()` adds scikit-learn's own

@@ -70,13 +70,14 @@ class ScanResult:
     cursor: dict
     listed_objects: int = 0
     listing_calls: int = 0
-    day_range: tuple[str, str] | None = None
     notes: list[str] = field(default_factory=list)  # what waits and why (files being written, ...)
     errors: list[str] = field(default_factory=list)  # listings that failed; other regions went on
     full_pass: bool = False  # every file listed, not only the recent months
     idle_regions: list[str] = field(default_factory=list)  # no sales day landed yet
 
 
+# An ordinary tick lists only recent months; a full pass over every file (which finds a late day in an
+# older month, or a changed file in a closed day) runs on the first tick and then at most this often.
 FULL_PASS_SECONDS = 3600
 CURSOR_VERSION = 2
 

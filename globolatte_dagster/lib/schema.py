@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from globolatte_dagster.lib.recommend.metrics import K
+from globolatte_dagster.lib.weather_bands import N_TEMP_BANDS
 
 # logical type -> (duckdb, snowflake)
 _TYPES: dict[str, tuple[str, str]] = {
@@ -157,6 +158,81 @@ PURCHASE_HISTORY = Table(
     "region",
 )
 
+# Customer features as of a cutoff (lib/features.py computes them as SQL in the warehouse).
+FAVOURITES = 3  # fav_<i>_product / fav_<i>_weight columns
+TIME_OF_DAY = (("morning", 0, 11), ("midday", 11, 14), ("afternoon", 14, 17), ("evening", 17, 24))
+FEATURE_COLUMNS: tuple[Column, ...] = (
+    Column("region", "text", False),
+    Column("as_of", "date", False),
+    Column("customer_id", "text", False),
+    Column("n_transactions", "int"),
+    Column("n_visit_days", "int"),
+    Column("n_items", "int"),
+    Column("recency_days", "int"),
+    Column("tenure_days", "int"),
+    Column("visits_per_week", "float"),
+    Column("monetary_usd", "float"),
+    Column("spend_per_visit_usd", "float"),
+    Column("items_per_visit", "float"),
+    Column("hot_share", "float"),
+    Column("iced_share", "float"),
+    Column("none_share", "float"),
+    *(Column(f"{name}_share", "float") for name, _, _ in TIME_OF_DAY),
+    Column("mean_hour", "float"),
+    Column("weekend_share", "float"),
+    Column("holiday_share", "float"),
+    Column("weekend_lift", "float"),
+    Column("holiday_lift", "float"),
+    Column("wet_lift", "float"),
+    Column("iced_share_warm", "float"),
+    Column("iced_share_cold", "float"),
+    Column("weather_sensitivity", "float"),
+    Column("region_median_temp", "float"),
+    Column("n_tx_weekend", "int"),
+    Column("n_tx_holiday", "int"),
+    Column("n_tx_recent", "int"),
+    *(Column(f"n_tx_t{j}", "int") for j in range(N_TEMP_BANDS)),
+    *(
+        c
+        for i in range(1, FAVOURITES + 1)
+        for c in (Column(f"fav_{i}_product", "text"), Column(f"fav_{i}_weight", "float"))
+    ),
+    Column("category_shares", "text"),  # JSON object category -> share of items
+    Column("low_history", "bool", False),
+)
+CUSTOMER_FEATURES = Table("core", "customer_features", FEATURE_COLUMNS, "region")
+
+# Customer segments (lib/segments.py) and the daily lists for marketing (defs/mart).
+SEGMENTS = Table(
+    "ml",
+    "customer_segments",
+    (
+        Column("region", "text", False),
+        Column("customer_id", "text", False),
+        Column("segment", "int", False),
+        Column("as_of", "date", False),
+        Column("low_history", "bool", False),
+        Column("distance", "float"),  # distance to the segment's centre in the clustering space
+    ),
+    "region",
+)
+RECOMMENDATIONS = Table(
+    "mart",
+    "recommendations",
+    (
+        Column("region", "text", False),
+        Column("customer_id", "text", False),
+        Column("for_date", "date", False),
+        Column("list", "text", False),  # top | discover (products the customer has never bought)
+        Column("rank", "int", False),
+        Column("product_id", "text", False),
+        Column("score", "float", False),
+        Column("model_version", "text", False),
+        Column("candidate", "text", False),  # the candidate recommender that made the list
+    ),
+    "region",
+)
+
 # Monitoring, one row per region and day (and list, signal or metric): what each landed day showed. Written
 # by the monitor assets, which replace a (region, day)'s rows in one transaction.
 _HR = f"hit_rate_at_{K}"
@@ -206,15 +282,12 @@ DATA_QUALITY = Table(
 )
 
 RAW_TABLES: tuple[Table, ...] = (SALES, SALES_REJECTS, WEATHER)
-CORE_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, CALENDAR, PURCHASE_HISTORY)
-# ML and mart tables are added by their modules through `register`.
+CORE_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, CALENDAR, PURCHASE_HISTORY, CUSTOMER_FEATURES)
+ML_TABLES: tuple[Table, ...] = (SEGMENTS,)
+MART_TABLES: tuple[Table, ...] = (RECOMMENDATIONS,)
 MONITOR_TABLES: tuple[Table, ...] = (RECOMMENDATION_PERFORMANCE, DRIFT, DATA_QUALITY)
+# Every warehouse table, declared above: nothing is added by importing another module.
 TABLES: dict[tuple[str, str], Table] = {
-    (t.schema, t.name): t for t in (*RAW_TABLES, *CORE_TABLES, *MONITOR_TABLES)
+    (t.schema, t.name): t for t in (*RAW_TABLES, *CORE_TABLES, *ML_TABLES, *MART_TABLES, *MONITOR_TABLES)
 }
 SCHEMAS: tuple[str, ...] = ("raw", "core", "ml", "mart", "monitor")
-
-
-def register(table: Table) -> Table:
-    TABLES[(table.schema, table.name)] = table
-    return table

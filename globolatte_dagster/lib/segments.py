@@ -19,26 +19,10 @@ import numpy as np
 import pandas as pd
 
 from globolatte_dagster.lib.recommend.data import History
-from globolatte_dagster.lib.schema import Column, Table, register
 
 if TYPE_CHECKING:  # scikit-learn is imported where it fits (see lib/plots.py)
     from sklearn.cluster import KMeans
 
-SEGMENTS = register(
-    Table(
-        "ml",
-        "customer_segments",
-        (
-            Column("region", "text", False),
-            Column("customer_id", "text", False),
-            Column("segment", "int", False),
-            Column("as_of", "date", False),
-            Column("low_history", "bool", False),
-            Column("distance", "float"),  # distance to the segment's centre in the clustering space
-        ),
-        "region",
-    )
-)
 TIME_OF_DAY = (("morning", 0, 11), ("midday", 11, 14), ("afternoon", 14, 17), ("evening", 17, 24))
 MIN_VISITS = 3  # customers with fewer visit days are assigned, not fitted on
 # Per block, a multiplier of its unit total weight. What customers buy leads (the product mix three times a

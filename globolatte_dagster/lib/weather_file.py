@@ -6,10 +6,10 @@ import math
 
 import pandas as pd
 
+from globolatte_dagster.lib.contract import WEATHER_COLUMNS
 from globolatte_dagster.lib.csv_files import FileRejected, LandedFile, decode_csv
 from globolatte_dagster.lib.schema import WEATHER
 
-WEATHER_REQUIRED = ("date", "temp_max_c", "temp_min_c", "precip_mm")
 # Plausible bounds of a city's daily weather: outside them a value is a unit or data-entry error.
 TEMP_RANGE_C = (-60.0, 60.0)
 
@@ -17,13 +17,13 @@ TEMP_RANGE_C = (-60.0, 60.0)
 def parse_weather(lf: LandedFile) -> pd.DataFrame:
     """One region-day of weather. Raises FileRejected (naming the file and the reason) when it is unusable:
     unparseable, another day, or a value that is not a finite number within plausible bounds."""
-    header, rows, lines = decode_csv(lf.path, lf.data, WEATHER_REQUIRED)
+    header, rows, lines = decode_csv(lf.path, lf.data, WEATHER_COLUMNS)
     if not rows:
         raise FileRejected(lf.path, "no weather row")
     rec = {h: (v.strip() if isinstance(v, str) else v) for h, v in zip(header, rows[0], strict=False)}
     if rec.get("date", "") != lf.day.isoformat():
         raise FileRejected(lf.path, f"date '{rec.get('date')}' does not match the file name day {lf.day}")
-    values = {c: _weather_value(lf.path, lines[0], c, rec.get(c, "")) for c in WEATHER_REQUIRED[1:]}
+    values = {c: _weather_value(lf.path, lines[0], c, rec.get(c, "")) for c in WEATHER_COLUMNS[1:]}
     tmax, tmin = values["temp_max_c"], values["temp_min_c"]
     if tmax is not None and tmin is not None and tmin > tmax:
         raise FileRejected(lf.path, f"line {lines[0]}: temp_min_c {tmin} is above temp_max_c {tmax}")

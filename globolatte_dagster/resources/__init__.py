@@ -14,7 +14,7 @@ def local_resources() -> dict:
     from globolatte_dagster.resources.endpoint import LocalScoringEndpoint
     from globolatte_dagster.resources.io_managers import WarehouseDuckDBIOManager
     from globolatte_dagster.resources.landing import LocalLandingZone
-    from globolatte_dagster.resources.registry import LocalModelRegistry
+    from globolatte_dagster.resources.model_registry import LocalModelRegistry
     from globolatte_dagster.resources.secrets import HashKey
     from globolatte_dagster.resources.warehouse import DuckDBWarehouse
 
@@ -48,7 +48,7 @@ def environment_definitions(env: str | None = None) -> dg.Definitions:
     `training` (where ml/preference_model trains) follows GLOBOLATTE_TRAINING: `subprocess` by default
     locally, `azureml` by default in `azure`; `inprocess` anywhere.
     """
-    from globolatte_dagster.resources.training import training_resource
+    from globolatte_dagster.resources.model_training import training_resource
 
     env = env or settings.env()
     training = {"training": training_resource(settings.training(env))}

@@ -124,9 +124,6 @@ class BlobLandingZone(LandingZone):
     def write_bytes(self, path: str, data: bytes) -> None:
         self._container().upload_blob(path, data, overwrite=True)
 
-    def delete(self, path: str) -> None:
-        self._container().delete_blob(path)
-
 
 _CLIENT_LOCK = threading.Lock()
 

@@ -19,13 +19,16 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
-from globolatte_dagster.resources.registry import ChampionBundle
+from globolatte_dagster.lib.contract import REGION_KEYS
+from globolatte_dagster.lib.model_store import ChampionBundle
 from globolatte_dagster.serving.smoke import (
     SmokeTestFailed,
     check_answers,
@@ -155,6 +158,22 @@ def deployment_entity(
     )
 
 
+def model_name_version(model: Any) -> tuple[str, str] | None:
+    """(name, version) of a deployment's model: an entity, `azureml:<name>:<version>`, `<name>:<version>`,
+    or the ARM id `.../models/<name>/versions/<version>` the service answers with."""
+    if model is None:
+        return None
+    if not isinstance(model, str):
+        name, version = getattr(model, "name", None), getattr(model, "version", None)
+        return (str(name), str(version)) if name and version else None
+    parts = model.strip("/").split("/")
+    if len(parts) >= 4 and parts[-4] == "models" and parts[-2] == "versions":
+        return parts[-3], parts[-1]
+    ref = model.removeprefix("azureml:")
+    name, sep, version = ref.rpartition(":")
+    return (name, version) if sep and name and version and "/" not in ref else None
+
+
 class AzureMLDeployer:
     """Blue/green on a managed online endpoint, over an `MLClient` (real, or the tests' recorded double)."""
 
@@ -221,6 +240,30 @@ class AzureMLDeployer:
             raise SmokeTestFailed(f"{colour} answered something that is not JSON: {str(raw)[:200]}") from exc
         check_answers(requests, payload, bundle.versions, expected)
         return len(requests)
+
+    def live_versions(self) -> dict[str, str] | None:
+        """{region: model_version} of the champions bundle the colour with the traffic serves; None if unknown.
+
+        Read from the workspace: the endpoint's traffic names the live colour, its deployment names the
+        bundle model, and the bundle model's tags are the versions it holds (`champion_bundle` sets them).
+        """
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            endpoint = self.ml.online_endpoints.get(name=self.name)
+            traffic = {k: int(v) for k, v in (endpoint.traffic or {}).items() if int(v) > 0}
+            if not traffic:
+                return None
+            live = max(traffic, key=traffic.get)
+            deployment = self.ml.online_deployments.get(name=live, endpoint_name=self.name)
+            ref = model_name_version(deployment.model)
+            if ref is None:
+                return None
+            model = self.ml.models.get(name=ref[0], version=ref[1])
+        except ResourceNotFoundError:
+            return None
+        versions = {str(k): str(v) for k, v in (model.tags or {}).items() if k in REGION_KEYS}
+        return versions or None
 
     def deploy(self, bundle: ChampionBundle) -> dict[str, Any]:
         if not bundle.model_ref:
@@ -294,7 +337,11 @@ class AzureMLScoringEndpoint(ScoringEndpoint):
     canary_percent: int = 10
     auth_mode: str = "key"  # AZUREML_ENDPOINT_AUTH_MODE: `key` or `aad_token` (Microsoft Entra)
 
+    _ml: Any = PrivateAttr(default=None)
+    _ml_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
     def ml_client(self) -> Any:
+        """A new `MLClient` for the workspace; `client()` builds one per resource instance and keeps it."""
         from azure.ai.ml import MLClient
         from azure.identity import DefaultAzureCredential
 
@@ -302,9 +349,15 @@ class AzureMLScoringEndpoint(ScoringEndpoint):
             DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name
         )
 
-    def deploy(self, bundle: ChampionBundle, log: Callable[[str], None] = print) -> dict[str, Any]:
-        deployer = AzureMLDeployer(
-            self.ml_client(),
+    def client(self) -> Any:
+        with self._ml_lock:
+            if self._ml is None:
+                self._ml = self.ml_client()
+            return self._ml
+
+    def deployer(self, log: Callable[[str], None] = print) -> AzureMLDeployer:
+        return AzureMLDeployer(
+            self.client(),
             self.endpoint_name,
             self.instance_type,
             self.instance_count,
@@ -312,4 +365,10 @@ class AzureMLScoringEndpoint(ScoringEndpoint):
             log,
             self.auth_mode,
         )
-        return deployer.deploy(bundle)
+
+    def deploy(self, bundle: ChampionBundle, log: Callable[[str], None] = print) -> dict[str, Any]:
+        return self.deployer(log).deploy(bundle)
+
+    def current_versions(self) -> dict[str, str] | None:
+        """The versions of the bundle the live colour serves, read from the workspace (None: unknown)."""
+        return self.deployer(lambda _m: None).live_versions()

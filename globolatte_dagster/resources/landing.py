@@ -6,7 +6,6 @@ read files. Nothing above this module knows which implementation it talks to.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -121,7 +120,3 @@ def _walk(base: Path) -> Iterator[os.DirEntry]:
                     stack.append(entry.path)
                 elif entry.is_file():
                     yield entry
-
-
-def content_fingerprint(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]

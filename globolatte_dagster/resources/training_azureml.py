@@ -31,6 +31,7 @@ import json
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,9 @@ from dagster_azure.pipes import (
     PipesAzureBlobStorageMessageReader,
     PipesAzureMLClient,
 )
+from pydantic import PrivateAttr
 
-from globolatte_dagster.resources.training import JOB_MODULE, ModelTraining, TrainingRun, reported_run
+from globolatte_dagster.resources.model_training import JOB_MODULE, ModelTraining, TrainingRun, reported_run
 from globolatte_dagster.training.folder import TrainingRequest, read_outputs, write_inputs
 
 DEFAULT_COMPUTE = "cpu-cluster"
@@ -261,13 +263,23 @@ class AzureMLModelTraining(ModelTraining):
     # Azurite only (the tests): a connection string. Otherwise DefaultAzureCredential (workload identity).
     storage_connection_string: str | None = None
 
+    _ml: Any = PrivateAttr(default=None)
+    _ml_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
     def ml_client(self) -> Any:
+        """A new `MLClient` for the workspace; `client()` builds one per resource instance and keeps it."""
         from azure.ai.ml import MLClient
         from azure.identity import DefaultAzureCredential
 
         return MLClient(
             DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name
         )
+
+    def client(self) -> Any:
+        with self._ml_lock:
+            if self._ml is None:
+                self._ml = self.ml_client()
+            return self._ml
 
     def blob_service(self, account_url: str) -> Any:
         from azure.storage.blob import BlobServiceClient
@@ -279,7 +291,7 @@ class AzureMLModelTraining(ModelTraining):
         return BlobServiceClient(account_url, credential=DefaultAzureCredential())
 
     def train(self, context: dg.AssetExecutionContext, request: TrainingRequest) -> TrainingRun:
-        ml = self.ml_client()
+        ml = self.client()
         store = ml.datastores.get(self.datastore)
         account_url = f"{store.protocol}://{store.account_name}.blob.{store.endpoint}"
         blobs = self.blob_service(account_url)

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from globolatte_dagster.lib.registry import read_json, write_json_atomic
+from globolatte_dagster.lib.json_io import read_json, write_json_atomic
 from globolatte_dagster.serving.model_server import ModelServer, ServerFailed
 from globolatte_dagster.serving.smoke import (
     BAD_REQUEST,

@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from globolatte_dagster import settings
+
 HOST = "127.0.0.1"
 SERVER_MARK = "azureml_inference_server_http.amlserver"
 
@@ -124,11 +126,7 @@ class ModelServer:
         code = deployment / "code"
         entry = code / "globolatte_dagster" / "serving" / "score.py"
         port = port or free_port()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "PYTHONPATH")
-        }
+        env = settings.child_environment(drop=("AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "PYTHONPATH"))
         env.update({"AML_APP_ROOT": str(code), "WORKER_TIMEOUT": "60", "PYTHONUNBUFFERED": "1"})
         args = [
             sys.executable,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,10 @@ if _PACKAGE_PARENT not in sys.path:
 from azureml_inference_server_http.api.aml_request import rawhttp  # noqa: E402
 from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: E402
 
+from globolatte_dagster import settings  # noqa: E402
 from globolatte_dagster.lib.contract import REGION_KEYS  # noqa: E402
 from globolatte_dagster.lib.environment import load_artefact  # noqa: E402
-from globolatte_dagster.lib.registry import ARTEFACT, MANIFEST  # noqa: E402
+from globolatte_dagster.lib.model_store import ARTEFACT, MANIFEST  # noqa: E402
 from globolatte_dagster.serving.bounds import body_problem, request_problem  # noqa: E402
 
 MAX_BATCH = 1000
@@ -164,7 +164,7 @@ _scorer: Scorer | None = None
 def init() -> None:
     """Load every region's champion from AZUREML_MODEL_DIR."""
     global _scorer
-    model_dir = os.environ.get(MODEL_DIR_ENV)
+    model_dir = settings.azureml_model_dir(MODEL_DIR_ENV)
     if not model_dir:
         raise RuntimeError(f"{MODEL_DIR_ENV} is not set: the inference server passes the model folder in it")
     _scorer = Scorer.from_dir(model_dir)

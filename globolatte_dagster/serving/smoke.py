@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from globolatte_dagster.lib.contract import REGION_KEYS
-from globolatte_dagster.lib.registry import ARTEFACT
+from globolatte_dagster.lib.model_store import ARTEFACT
 
 UNKNOWN_CUSTOMER = "SMOKE-TEST-UNKNOWN-CUSTOMER"
 ANSWER_FIELDS = (

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from globolatte_dagster.lib.registry import read_json
+from globolatte_dagster.lib.json_io import read_json
 from globolatte_dagster.serving.model_server import ModelServer, ServerFailed
 
 

@@ -30,10 +30,11 @@ from typing import Any
 import joblib
 import pandas as pd
 
+from globolatte_dagster.lib.json_io import to_jsonable, write_json_atomic
+from globolatte_dagster.lib.model_store import ARTEFACT
 from globolatte_dagster.lib.recommend.data import HistoryFrames
 from globolatte_dagster.lib.recommend.tournament import TrainingResult, train_region
 from globolatte_dagster.lib.recommend.training import TrainParams, params_dict
-from globolatte_dagster.lib.registry import ARTEFACT, to_jsonable, write_json_atomic
 
 FORMAT = 1
 REQUEST = "request.json"

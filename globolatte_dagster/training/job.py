@@ -24,7 +24,6 @@ Dagster.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import resource
 import sys
@@ -35,6 +34,8 @@ from typing import Any
 
 from dagster_pipes import PipesContext, open_dagster_pipes
 
+from globolatte_dagster import settings
+
 ERROR_KEY = "error"
 
 
@@ -44,7 +45,7 @@ def _blob_channel(account_url: str) -> dict[str, Any]:
     from dagster_pipes import PipesAzureBlobStorageContextLoader, PipesAzureBlobStorageMessageWriter
 
     # Azurite only (the tests): a connection string. In Azure ML: the cluster's managed identity.
-    connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    connection_string = settings.training_storage_connection_string()
     if connection_string:
         client = BlobServiceClient.from_connection_string(connection_string)
     else:

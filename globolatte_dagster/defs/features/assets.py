@@ -6,12 +6,13 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster.defs.automation import daily_refresh
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
 from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib.plots import markdown_table
 from globolatte_dagster.lib.recommend import data as D
-from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, PURCHASE_HISTORY, SALES, WEATHER
+from globolatte_dagster.lib.schema import PURCHASE_HISTORY
 from globolatte_dagster.resources.warehouse import Warehouse
 
 KINDS = {"sql", "pandas", "duckdb", "snowflake"}
@@ -31,13 +32,13 @@ class FeaturesConfig(dg.Config):
 
 
 @dg.asset(
-    key=F.CUSTOMER_FEATURES.key,
+    key=asset_keys.CUSTOMER_FEATURES,
     partitions_def=region_partitions,
     deps=[
-        dg.AssetDep(SALES.key, partition_mapping=region_of_region_day),
-        dg.AssetDep(WEATHER.key, partition_mapping=region_of_region_day),
-        dg.AssetDep(PRODUCTS.key),
-        dg.AssetDep(CALENDAR.key),
+        dg.AssetDep(asset_keys.SALES, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.WEATHER, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.PRODUCTS),
+        dg.AssetDep(asset_keys.CALENDAR),
     ],
     metadata={"partition_expr": "region"},
     io_manager_key="warehouse_io_manager",
@@ -88,9 +89,9 @@ def customer_features(
 
 
 @dg.asset(
-    key=PURCHASE_HISTORY.key,
+    key=asset_keys.PURCHASE_HISTORY,
     partitions_def=region_partitions,
-    deps=[dg.AssetDep(SALES.key, partition_mapping=region_of_region_day)],
+    deps=[dg.AssetDep(asset_keys.SALES, partition_mapping=region_of_region_day)],
     kinds={"sql", "duckdb", "snowflake"},
     group_name="features",
     pool="warehouse",

@@ -9,6 +9,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster.defs.ingestion.checks import (
     SALES_CHECKS,
     WEATHER_CHECKS,
@@ -16,10 +17,10 @@ from globolatte_dagster.defs.ingestion.checks import (
     weather_check_result,
 )
 from globolatte_dagster.defs.monitor.freshness import with_upload_freshness
-from globolatte_dagster.defs.partitions import region_day, region_day_partitions
+from globolatte_dagster.defs.partitions import region_day, region_day_key, region_day_partitions
 from globolatte_dagster.lib import contract
 from globolatte_dagster.lib.ingest import FileRejected, LandedFile, parse_weather, validate_sales
-from globolatte_dagster.lib.schema import REGION_DAY, SALES, SALES_REJECTS, WEATHER
+from globolatte_dagster.lib.schema import REGION_DAY, WEATHER
 from globolatte_dagster.resources.landing import LandingZone
 
 WAREHOUSE_KINDS = {"pandas", "duckdb", "snowflake"}
@@ -123,7 +124,7 @@ def _load_weather(context: dg.AssetExecutionContext, landing: LandingZone):
     for region, day in partitions:
         obj = found.get((region, day))
         if obj is None:
-            missing.append(f"{region}|{day}")
+            missing.append(str(region_day_key(region, day)))
             continue
         try:
             lf = LandedFile(
@@ -153,21 +154,21 @@ def raw_assets(partitions_def: dg.MultiPartitionsDefinition) -> tuple[dg.AssetsD
         name="sales",
         outs={
             "sales": dg.AssetOut(
-                key=SALES.key,
+                key=asset_keys.SALES,
                 description="Valid sales rows per region and day, loaded from sales/<region>/<day>/*.csv.",
                 metadata={"partition_expr": REGION_DAY},
                 io_manager_key="warehouse_io_manager",
                 kinds=WAREHOUSE_KINDS,
             ),
             "sales_rejects": dg.AssetOut(
-                key=SALES_REJECTS.key,
+                key=asset_keys.SALES_REJECTS,
                 description="Sales rows that broke the landing contract, with file, line, column and reason.",
                 metadata={"partition_expr": REGION_DAY},
                 io_manager_key="warehouse_io_manager",
                 kinds=WAREHOUSE_KINDS,
             ),
         },
-        ins={"products": dg.AssetIn(key=["core", "products"])},
+        ins={"products": dg.AssetIn(key=asset_keys.PRODUCTS)},
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=SALES_CHECKS,
@@ -175,7 +176,7 @@ def raw_assets(partitions_def: dg.MultiPartitionsDefinition) -> tuple[dg.AssetsD
         pool="warehouse",
     )(_load_sales)
     weather = dg.asset(
-        key=WEATHER.key,
+        key=asset_keys.WEATHER,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         metadata={"partition_expr": REGION_DAY},

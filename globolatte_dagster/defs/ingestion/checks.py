@@ -3,36 +3,35 @@
 import dagster as dg
 import pandas as pd
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster.lib.ingest import SalesBatch
 
-SALES_KEY = dg.AssetKey(["raw", "sales"])
-WEATHER_KEY = dg.AssetKey(["raw", "weather"])
 REJECT_WARN_SHARE = 0.01
 REJECT_ERROR_SHARE = 0.10
 
 SALES_CHECKS = [
     dg.AssetCheckSpec(
         "has_rows",
-        asset=SALES_KEY,
+        asset=asset_keys.SALES,
         description="Every partition of the run has a landed file and loaded at least one row (a warning).",
     ),
     dg.AssetCheckSpec(
         "unique_transaction_product",
-        asset=SALES_KEY,
+        asset=asset_keys.SALES,
         description="(transaction_id, product_id) is unique within each region and day.",
     ),
     dg.AssetCheckSpec(
         "timestamps_on_day",
-        asset=SALES_KEY,
+        asset=asset_keys.SALES,
         description="Every transaction_date lies on its partition's day.",
     ),
     dg.AssetCheckSpec(
         "rejected_share",
-        asset=SALES_KEY,
+        asset=asset_keys.SALES,
         description="Rejected rows stay under 1% (warning) and 10% (error) of the rows read.",
     ),
     dg.AssetCheckSpec(
-        "products_known", asset=SALES_KEY, description="Every loaded product_id is in core/products."
+        "products_known", asset=asset_keys.SALES, description="Every loaded product_id is in core/products."
     ),
 ]
 
@@ -40,7 +39,7 @@ SALES_CHECKS = [
 WEATHER_CHECKS = [
     dg.AssetCheckSpec(
         "values_valid",
-        asset=WEATHER_KEY,
+        asset=asset_keys.WEATHER,
         description="Every landed weather file parses, is for its day and holds finite values within bounds.",
     )
 ]
@@ -50,7 +49,7 @@ def weather_check_result(unusable: list[str]) -> dg.AssetCheckResult:
     """A warning naming each unusable weather file and why: that day counts as having no weather."""
     return dg.AssetCheckResult(
         check_name="values_valid",
-        asset_key=WEATHER_KEY,
+        asset_key=asset_keys.WEATHER,
         passed=not unusable,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"files_rejected": len(unusable), "reasons": dg.MetadataValue.md(_bullets(unusable))},

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster import settings
 from globolatte_dagster.defs.partitions import (
     END_OFFSET_DAYS,
@@ -15,6 +16,7 @@ from globolatte_dagster.defs.partitions import (
     region_days_tags,
 )
 from globolatte_dagster.lib import contract
+from globolatte_dagster.lib import scan as scan_lib
 from globolatte_dagster.lib.scan import (
     FAILED,
     IN_PROGRESS,
@@ -28,23 +30,23 @@ from globolatte_dagster.lib.scan import (
     scan_sales,
 )
 from globolatte_dagster.lib.scan_weather import scan_weather
-from globolatte_dagster.lib.schema import CALENDAR, CUSTOMERS, PRODUCTS, SALES, SALES_REJECTS, WEATHER
 from globolatte_dagster.resources.landing import LandingZone
-from globolatte_dagster.settings import default_sensor_status
 
 # Queued runs start by priority: the catalogue first (sales are validated against it), then sales, then weather.
 ingest_sales_job = dg.define_asset_job(
     "ingest_sales",
-    selection=dg.AssetSelection.assets(SALES.key, SALES_REJECTS.key),
+    selection=dg.AssetSelection.assets(asset_keys.SALES, asset_keys.SALES_REJECTS),
     tags={"globolatte/warehouse": "write", "dagster/priority": "5"},
 )
 ingest_weather_job = dg.define_asset_job(
-    "ingest_weather", selection=dg.AssetSelection.assets(WEATHER.key), tags={"globolatte/warehouse": "write"}
+    "ingest_weather",
+    selection=dg.AssetSelection.assets(asset_keys.WEATHER),
+    tags={"globolatte/warehouse": "write"},
 )
 # The calendar comes with the reference data: nothing else materialises it, and features need it.
 refresh_reference_job = dg.define_asset_job(
     "refresh_reference",
-    selection=dg.AssetSelection.assets(PRODUCTS.key, CUSTOMERS.key, CALENDAR.key),
+    selection=dg.AssetSelection.assets(asset_keys.PRODUCTS, asset_keys.CUSTOMERS, asset_keys.CALENDAR),
     tags={"globolatte/warehouse": "write", "dagster/priority": "10"},
 )
 
@@ -97,9 +99,6 @@ def _request(region: str, group: list[PartitionChange], prefix: str) -> dg.RunRe
 
 
 REASON_TAG = "globolatte/reason"  # new, changed or retry: why the sensor asked for the run
-# An ordinary tick lists only recent months; a full pass over every file (which finds a late day in an
-# older month, or a changed file in a closed day) runs on the first tick and then at most this often.
-SALES_FULL_PASS_SECONDS = 3600
 # A local file modified less than this long ago waits for the next listing, which must see it unchanged.
 QUIET_SECONDS = 10.0
 RETRY = RetryPolicy()
@@ -123,13 +122,14 @@ def _last_partition_day() -> date:
     return date.today() + timedelta(days=END_OFFSET_DAYS)
 
 
-def partition_status(instance: dg.DagsterInstance, key: list[str]) -> StatusFn:
+def partition_status(instance: dg.DagsterInstance, key: dg.AssetKey | list[str]) -> StatusFn:
     """Dagster's own status of region x day partitions of an asset (materialized, failed, in progress)."""
     partitions_def = region_day_partitions()
+    asset_key = dg.AssetKey.from_coercible(key)
 
     def status(region: str, days: list[str]) -> dict[str, str]:
         keys = [str(region_day_key(region, d)) for d in days]
-        found = instance.get_status_by_partition(dg.AssetKey(key), keys, partitions_def) or {}
+        found = instance.get_status_by_partition(asset_key, keys, partitions_def) or {}
         return {d: _STATUS.get(found.get(k), MISSING) for d, k in zip(days, keys, strict=True)}
 
     return status
@@ -160,18 +160,12 @@ def _cursor(context: dg.SensorEvaluationContext) -> dict:
     return cursor
 
 
-@dg.sensor(
-    job=ingest_sales_job,
-    minimum_interval_seconds=30,
-    default_status=default_sensor_status(),
-    description="Loads new and changed sales files per region and day, and retries days that are not loaded.",
-)
-def sales_landing_sensor(
-    context: dg.SensorEvaluationContext, landing: LandingZone
-) -> dg.SensorResult | dg.SkipReason:
-    if context.instance.get_latest_materialization_event(dg.AssetKey(PRODUCTS.key)) is None:
+def _sales_tick(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult | dg.SkipReason:
+    if context.instance.get_latest_materialization_event(asset_keys.PRODUCTS) is None:
         # Rows are validated against the catalogue: wait for reference_landing_sensor's first load.
-        return dg.SkipReason("waiting for core/products: reference/products.csv has not been loaded yet")
+        return dg.SkipReason(
+            f"waiting for {asset_keys.PRODUCTS.to_user_string()}: reference/products.csv has not been loaded yet"
+        )
     scan = scan_sales(
         landing.list,
         landing.list_dirs,
@@ -179,8 +173,8 @@ def sales_landing_sensor(
         first_day=_first_partition_day(),
         last_day=_last_partition_day(),
         now=_now(),
-        full_pass_seconds=SALES_FULL_PASS_SECONDS,
-        status=partition_status(context.instance, SALES.key),
+        full_pass_seconds=scan_lib.FULL_PASS_SECONDS,  # read per tick
+        status=partition_status(context.instance, asset_keys.SALES),
         quiet_seconds=QUIET_SECONDS,
         retry=RETRY,
     )
@@ -189,26 +183,21 @@ def sales_landing_sensor(
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(scan.cursor, separators=(",", ":")))
 
 
-@dg.sensor(
-    job=ingest_weather_job,
-    # forecasts are rewritten with every landed day: a slower tick batches them into fewer ranged runs
-    minimum_interval_seconds=120,
-    default_status=default_sensor_status(),
-    description="Loads new or revised weather files (observations and forecasts) per region and day.",
-)
-def weather_landing_sensor(
+def _weather_tick(
     context: dg.SensorEvaluationContext, landing: LandingZone
 ) -> dg.SensorResult | dg.SkipReason:
-    if context.instance.get_latest_materialization_event(dg.AssetKey(PRODUCTS.key)) is None:
+    if context.instance.get_latest_materialization_event(asset_keys.PRODUCTS) is None:
         # On a first start the reference data go first: weather runs would hold the run slots and the pool.
-        return dg.SkipReason("waiting for the reference data (core/products) to load first")
+        return dg.SkipReason(
+            f"waiting for the reference data ({asset_keys.PRODUCTS.to_user_string()}) to load first"
+        )
     scan = scan_weather(
         landing.list,
         _cursor(context),
         first_day=_first_partition_day(),
         last_day=_last_partition_day(),
         now=_now(),
-        status=partition_status(context.instance, WEATHER.key),
+        status=partition_status(context.instance, asset_keys.WEATHER),
         quiet_seconds=QUIET_SECONDS,
         retry=RETRY,
     )
@@ -219,15 +208,7 @@ def weather_landing_sensor(
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(scan.cursor, separators=(",", ":")))
 
 
-@dg.sensor(
-    job=refresh_reference_job,
-    minimum_interval_seconds=30,
-    default_status=default_sensor_status(),
-    description="Reloads products, customers and the calendar when a new reference snapshot lands.",
-)
-def reference_landing_sensor(
-    context: dg.SensorEvaluationContext, landing: LandingZone
-) -> dg.SensorResult | None:
+def _reference_tick(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult | None:
     try:
         objects = [
             o
@@ -242,3 +223,48 @@ def reference_landing_sensor(
     if key == context.cursor:
         return None
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key)], cursor=key)
+
+
+def landing_sensors(
+    status: dg.DefaultSensorStatus,
+) -> tuple[dg.SensorDefinition, dg.SensorDefinition, dg.SensorDefinition]:
+    """The sales, weather and reference landing sensors, starting with `status` in a fresh instance."""
+    sales = dg.sensor(
+        name="sales_landing_sensor",
+        job=ingest_sales_job,
+        minimum_interval_seconds=30,
+        default_status=status,
+        description="Loads new and changed sales files per region and day, and retries days that are not loaded.",
+    )(_sales_tick)
+    weather = dg.sensor(
+        name="weather_landing_sensor",
+        job=ingest_weather_job,
+        # forecasts are rewritten with every landed day: a slower tick batches them into fewer ranged runs
+        minimum_interval_seconds=120,
+        default_status=status,
+        description="Loads new or revised weather files (observations and forecasts) per region and day.",
+    )(_weather_tick)
+    reference = dg.sensor(
+        name="reference_landing_sensor",
+        job=refresh_reference_job,
+        minimum_interval_seconds=30,
+        default_status=status,
+        description="Reloads products, customers and the calendar when a new reference snapshot lands.",
+    )(_reference_tick)
+    return sales, weather, reference
+
+
+@dg.definitions
+def landing() -> dg.Definitions:
+    """The ingestion jobs and the landing sensors, on unless GLOBOLATTE_AUTOMATION=off (read as the definitions
+    load, never at import)."""
+    return dg.Definitions(
+        jobs=[ingest_sales_job, ingest_weather_job, refresh_reference_job],
+        sensors=landing_sensors(settings.default_sensor_status()),
+    )
+
+
+# The same sensors for tests and scripts, which evaluate them directly (the code location uses `landing`).
+sales_landing_sensor, weather_landing_sensor, reference_landing_sensor = landing_sensors(
+    dg.DefaultSensorStatus.RUNNING
+)

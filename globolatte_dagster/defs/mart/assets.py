@@ -10,32 +10,14 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster.defs.automation import daily_refresh
 from globolatte_dagster.defs.partitions import region_partitions
 from globolatte_dagster.lib.plots import markdown_table
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE, K
 from globolatte_dagster.lib.recommend.scoring import RegionRecommender
-from globolatte_dagster.lib.schema import Column, Table, register
+from globolatte_dagster.lib.schema import RECOMMENDATIONS
 from globolatte_dagster.resources.warehouse import Warehouse
-
-RECOMMENDATIONS = register(
-    Table(
-        "mart",
-        "recommendations",
-        (
-            Column("region", "text", False),
-            Column("customer_id", "text", False),
-            Column("for_date", "date", False),
-            Column("list", "text", False),  # top | discover (products the customer has never bought)
-            Column("rank", "int", False),
-            Column("product_id", "text", False),
-            Column("score", "float", False),
-            Column("model_version", "text", False),
-            Column("candidate", "text", False),  # the candidate recommender that made the list
-        ),
-        "region",
-    )
-)
 
 
 class RecommendationsConfig(dg.Config):
@@ -66,10 +48,10 @@ def _list_figures(model: RegionRecommender) -> dict:
 
 
 @dg.asset(
-    key=RECOMMENDATIONS.key,
+    key=asset_keys.RECOMMENDATIONS,
     partitions_def=region_partitions,
     # the champion after the gate, never a rejected challenger
-    ins={"model": dg.AssetIn(key=["ml", "registered_model"])},
+    ins={"model": dg.AssetIn(key=asset_keys.REGISTERED_MODEL)},
     kinds={"scikitlearn", "pandas", "duckdb", "snowflake"},
     group_name="mart",
     pool="warehouse",

@@ -7,24 +7,22 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster import settings
 from globolatte_dagster.defs.automation import daily_refresh, retrain_on_alert
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
-from globolatte_dagster.lib import features as F
 from globolatte_dagster.lib import plots
 from globolatte_dagster.lib import segments as S
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE
 from globolatte_dagster.lib.recommend.scoring import RegionRecommender
 from globolatte_dagster.lib.recommend.training import CANDIDATES, TrainParams
-from globolatte_dagster.lib.schema import CALENDAR, PRODUCTS, PURCHASE_HISTORY, WEATHER
-from globolatte_dagster.resources.training import ModelTraining
+from globolatte_dagster.lib.schema import SEGMENTS
+from globolatte_dagster.resources.model_training import ModelTraining
 from globolatte_dagster.resources.warehouse import Warehouse
 from globolatte_dagster.training.folder import TrainingRequest
 
 ML_KINDS = {"scikitlearn", "pandas"}
-SEGMENT_MODEL = dg.AssetKey(["ml", "segment_model"])
-PREFERENCE_MODEL = dg.AssetKey(["ml", "preference_model"])
 
 
 class SegmentsConfig(dg.Config):
@@ -40,7 +38,7 @@ class SegmentsConfig(dg.Config):
 
 
 def _previous_segments(warehouse: Warehouse, region: str) -> pd.DataFrame:
-    warehouse.ensure_tables([S.SEGMENTS])
+    warehouse.ensure_tables([SEGMENTS])
     df = warehouse.query("SELECT customer_id, segment FROM ml.customer_segments WHERE region = ?", [region])
     df.columns = [c.lower() for c in df.columns]
     return df
@@ -58,7 +56,7 @@ def _personas(truth_dir: str, region: str) -> pd.DataFrame | None:
 @dg.multi_asset(
     outs={
         "customer_segments": dg.AssetOut(
-            key=S.SEGMENTS.key,
+            key=asset_keys.CUSTOMER_SEGMENTS,
             io_manager_key="warehouse_io_manager",
             metadata={"partition_expr": "region"},
             description="Customers clustered on what they buy (k by silhouette), ids aligned with the last run.",
@@ -66,7 +64,7 @@ def _personas(truth_dir: str, region: str) -> pd.DataFrame | None:
             automation_condition=daily_refresh(),
         ),
         "segment_model": dg.AssetOut(
-            key=SEGMENT_MODEL,
+            key=asset_keys.SEGMENT_MODEL,
             io_manager_key="model_io_manager",
             description="The fitted segmenter, which places customers in segments at any cutoff.",
             kinds=ML_KINDS,
@@ -74,8 +72,8 @@ def _personas(truth_dir: str, region: str) -> pd.DataFrame | None:
         ),
     },
     partitions_def=region_partitions,
-    ins={"features": dg.AssetIn(key=F.CUSTOMER_FEATURES.key)},
-    deps=[dg.AssetDep(PURCHASE_HISTORY.key)],
+    ins={"features": dg.AssetIn(key=asset_keys.CUSTOMER_FEATURES)},
+    deps=[dg.AssetDep(asset_keys.PURCHASE_HISTORY)],
     group_name="ml",
     pool="warehouse",
 )
@@ -129,7 +127,7 @@ def customer_segments(
         as_of=pd.Timestamp(history.last_day),
         low_history=mix.visits < S.MIN_VISITS,
         distance=dist,
-    )[S.SEGMENTS.column_names]
+    )[SEGMENTS.column_names]
     yield dg.Output(table, output_name="customer_segments", metadata=meta)
     yield dg.Output(
         seg, output_name="segment_model", metadata={"k": seg.k, "as_of": history.last_day.isoformat()}
@@ -210,14 +208,14 @@ def _tournament_metadata(result, region: str) -> dict:
 
 
 @dg.asset(
-    key=PREFERENCE_MODEL,
+    key=asset_keys.PREFERENCE_MODEL,
     partitions_def=region_partitions,
-    ins={"segment_model": dg.AssetIn(key=SEGMENT_MODEL)},
+    ins={"segment_model": dg.AssetIn(key=asset_keys.SEGMENT_MODEL)},
     deps=[
-        dg.AssetDep(PURCHASE_HISTORY.key),
-        dg.AssetDep(WEATHER.key, partition_mapping=region_of_region_day),
-        dg.AssetDep(PRODUCTS.key),
-        dg.AssetDep(CALENDAR.key),
+        dg.AssetDep(asset_keys.PURCHASE_HISTORY),
+        dg.AssetDep(asset_keys.WEATHER, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.PRODUCTS),
+        dg.AssetDep(asset_keys.CALENDAR),
     ],
     io_manager_key="model_io_manager",
     kinds=ML_KINDS,

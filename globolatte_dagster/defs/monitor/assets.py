@@ -14,6 +14,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster.defs.automation import monitor_refresh
 from globolatte_dagster.defs.monitor import checks as K
 from globolatte_dagster.defs.partitions import region_of_region_day, region_partitions
@@ -25,19 +26,13 @@ from globolatte_dagster.lib.monitor import sources as S
 from globolatte_dagster.lib.schema import (
     DATA_QUALITY,
     DRIFT,
-    PRODUCTS,
     RECOMMENDATION_PERFORMANCE,
-    SALES,
-    SALES_REJECTS,
-    WEATHER,
     Table,
 )
-from globolatte_dagster.resources.registry import ModelRegistry
+from globolatte_dagster.resources.model_registry import ModelRegistry
 from globolatte_dagster.resources.warehouse import Warehouse
 
 KINDS = {"python", "pandas", "duckdb", "snowflake"}
-RECOMMENDATIONS_KEY = dg.AssetKey(["mart", "recommendations"])
-REGISTERED_MODEL_KEY = dg.AssetKey(["ml", "registered_model"])
 
 
 class MonitorConfig(dg.Config):
@@ -163,13 +158,13 @@ def _run_meta(days: list[date], result: C.Result, rows: int) -> dict:
 
 
 @dg.asset(
-    key=RECOMMENDATION_PERFORMANCE.key,
+    key=asset_keys.RECOMMENDATION_PERFORMANCE,
     partitions_def=region_partitions,
     deps=[
-        dg.AssetDep(SALES.key, partition_mapping=region_of_region_day),
-        dg.AssetDep(RECOMMENDATIONS_KEY),
-        dg.AssetDep(REGISTERED_MODEL_KEY),
-        dg.AssetDep(PRODUCTS.key),
+        dg.AssetDep(asset_keys.SALES, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.RECOMMENDATIONS),
+        dg.AssetDep(asset_keys.REGISTERED_MODEL),
+        dg.AssetDep(asset_keys.PRODUCTS),
     ],
     check_specs=[K.PERFORMANCE_CHECK],
     kinds=KINDS,
@@ -197,13 +192,13 @@ def recommendation_performance(
 
 
 @dg.asset(
-    key=DRIFT.key,
+    key=asset_keys.DRIFT,
     partitions_def=region_partitions,
     deps=[
-        dg.AssetDep(SALES.key, partition_mapping=region_of_region_day),
-        dg.AssetDep(WEATHER.key, partition_mapping=region_of_region_day),
-        dg.AssetDep(RECOMMENDATIONS_KEY),
-        dg.AssetDep(REGISTERED_MODEL_KEY),
+        dg.AssetDep(asset_keys.SALES, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.WEATHER, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.RECOMMENDATIONS),
+        dg.AssetDep(asset_keys.REGISTERED_MODEL),
     ],
     check_specs=[K.FEATURE_DRIFT_CHECK, K.PREDICTION_DRIFT_CHECK],
     kinds=KINDS,
@@ -225,12 +220,12 @@ def drift(
 
 
 @dg.asset(
-    key=DATA_QUALITY.key,
+    key=asset_keys.DATA_QUALITY,
     partitions_def=region_partitions,
     deps=[
-        dg.AssetDep(SALES.key, partition_mapping=region_of_region_day),
-        dg.AssetDep(SALES_REJECTS.key, partition_mapping=region_of_region_day),
-        dg.AssetDep(WEATHER.key, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.SALES, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.SALES_REJECTS, partition_mapping=region_of_region_day),
+        dg.AssetDep(asset_keys.WEATHER, partition_mapping=region_of_region_day),
     ],
     check_specs=[K.QUALITY_CHECK],
     kinds=KINDS,

@@ -17,35 +17,37 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
+from globolatte_dagster import keys as asset_keys
+from globolatte_dagster.defs.automation import check_on_new_sales
 from globolatte_dagster.defs.partitions import region_partitions
 from globolatte_dagster.lib import plots
 from globolatte_dagster.lib.monitor import performance as P
 from globolatte_dagster.lib.monitor.compute import MetricsOf
-from globolatte_dagster.lib.schema import DATA_QUALITY, DRIFT, RECOMMENDATION_PERFORMANCE, SALES, Table
+from globolatte_dagster.lib.schema import SALES, Table
 from globolatte_dagster.resources.warehouse import Warehouse
 
 PERFORMANCE_CHECK = dg.AssetCheckSpec(
     "realised_hit_rate",
-    asset=RECOMMENDATION_PERFORMANCE.key,
+    asset=asset_keys.RECOMMENDATION_PERFORMANCE,
     partitions_def=region_partitions,
     description="The served lists' 7-day realised hit rate: error below popularity, warning below repeat or "
     "below the champion's hold-out figure by more than the margin",
 )
 FEATURE_DRIFT_CHECK = dg.AssetCheckSpec(
     "feature_drift",
-    asset=DRIFT.key,
+    asset=asset_keys.DRIFT,
     partitions_def=region_partitions,
     description="No customer-behaviour feature of the latest day drifted from the champion's training window",
 )
 PREDICTION_DRIFT_CHECK = dg.AssetCheckSpec(
     "prediction_drift",
-    asset=DRIFT.key,
+    asset=asset_keys.DRIFT,
     partitions_def=region_partitions,
     description="The latest day's top lists recommend what the lists of the champion's hold-out days did",
 )
 QUALITY_CHECK = dg.AssetCheckSpec(
     "data_quality",
-    asset=DATA_QUALITY.key,
+    asset=asset_keys.DATA_QUALITY,
     partitions_def=region_partitions,
     description="The latest landed day's rejected, unknown-product, null, out-of-range and guest shares are "
     "within their thresholds and its weather landed",
@@ -190,11 +192,10 @@ def units_behind(latest_by_region: dict[str, str], max_days_behind: int = MAX_DA
 
 
 @dg.asset_check(
-    asset=SALES.key,
+    asset=asset_keys.SALES,
     name="units_on_time",
     description=f"Every unit with sales has landed its days up to {MAX_DAYS_BEHIND} day behind the newest unit",
-    automation_condition=dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.in_progress(),
+    automation_condition=check_on_new_sales(),
 )
 def units_on_time(warehouse: Warehouse) -> dg.AssetCheckResult:
     latest = latest_landed(warehouse.query)

@@ -14,8 +14,8 @@ on raw/sales (defs/monitor/checks.py).
 import dagster as dg
 from dagster._utils.schedules import get_smallest_cron_interval  # the bound FreshnessPolicy.cron checks
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster import settings
-from globolatte_dagster.lib.schema import SALES, WEATHER
 
 
 def upload_freshness() -> dg.FreshnessPolicy:
@@ -29,7 +29,7 @@ def upload_freshness() -> dg.FreshnessPolicy:
 def with_upload_freshness(assets) -> list:
     """The raw assets with the upload freshness policy on raw/sales and raw/weather (Dagster's own mapping)."""
     policy = upload_freshness()
-    keys = {dg.AssetKey(SALES.key), dg.AssetKey(WEATHER.key)}
+    keys = {asset_keys.SALES, asset_keys.WEATHER}
     return list(
         dg.map_asset_specs(
             lambda spec: dg.apply_freshness_policy(spec, policy) if spec.key in keys else spec, assets

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster import settings
 from globolatte_dagster.defs.reference.checks import (
     CUSTOMERS_CHECKS,
@@ -13,7 +14,6 @@ from globolatte_dagster.defs.reference.checks import (
 )
 from globolatte_dagster.lib.ingest import FileRejected
 from globolatte_dagster.lib.reference import build_calendar, read_customers, read_products
-from globolatte_dagster.lib.schema import CALENDAR, CUSTOMERS, PRODUCTS
 from globolatte_dagster.resources.landing import LandingZone
 from globolatte_dagster.resources.secrets import HashKey
 
@@ -29,7 +29,7 @@ def _read_reference(landing: LandingZone, name: str) -> tuple[str, bytes]:
 
 
 @dg.asset(
-    key=PRODUCTS.key,
+    key=asset_keys.PRODUCTS,
     io_manager_key="warehouse_io_manager",
     kinds=KINDS,
     group_name="core",
@@ -52,11 +52,11 @@ def products(landing: LandingZone):
             "by_category": dg.MetadataValue.json(df["category"].value_counts().to_dict()),
         },
     )
-    yield rows_well_formed(PRODUCTS.key, load)
+    yield rows_well_formed(asset_keys.PRODUCTS, load)
 
 
 @dg.asset(
-    key=CUSTOMERS.key,
+    key=asset_keys.CUSTOMERS,
     io_manager_key="warehouse_io_manager",
     kinds=KINDS,
     group_name="core",
@@ -79,11 +79,15 @@ def customers(landing: LandingZone, hash_key: HashKey):
             "rows_rejected": len(load.rejects),
         },
     )
-    yield rows_well_formed(CUSTOMERS.key, load)
+    yield rows_well_formed(asset_keys.CUSTOMERS, load)
 
 
 @dg.asset(
-    key=CALENDAR.key, io_manager_key="warehouse_io_manager", kinds=KINDS, group_name="core", pool="warehouse"
+    key=asset_keys.CALENDAR,
+    io_manager_key="warehouse_io_manager",
+    kinds=KINDS,
+    group_name="core",
+    pool="warehouse",
 )
 def calendar(context: dg.AssetExecutionContext) -> pd.DataFrame:
     """Days per region with weekdays, seasons and national holidays (US, CA, MX) from `holidays`."""

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from globolatte_dagster import keys as asset_keys
 from globolatte_dagster.defs.automation import deploy_on_new_champion
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.resources.endpoint import ScoringEndpoint
-from globolatte_dagster.resources.registry import ModelRegistry
-
-REGISTERED_MODEL = dg.AssetKey(["ml", "registered_model"])
+from globolatte_dagster.resources.model_registry import ModelRegistry
 
 
 class EndpointConfig(dg.Config):
@@ -20,8 +19,8 @@ class EndpointConfig(dg.Config):
 
 
 @dg.asset(
-    key=dg.AssetKey(["serving", "scoring_endpoint"]),
-    deps=[dg.AssetDep(REGISTERED_MODEL, partition_mapping=dg.AllPartitionMapping())],
+    key=asset_keys.SCORING_ENDPOINT,
+    deps=[dg.AssetDep(asset_keys.REGISTERED_MODEL, partition_mapping=dg.AllPartitionMapping())],
     kinds={"azureml", "python"},
     group_name="serving",
     automation_condition=deploy_on_new_champion(),
@@ -37,7 +36,7 @@ def scoring_endpoint(
         bundle = registry.champion_bundle(Path(tmp) / "champions")
         if not bundle.versions:
             raise dg.Failure(
-                description="no region has a champion model yet: materialise ml/registered_model first"
+                description=f"no region has a champion model yet: materialise {asset_keys.REGISTERED_MODEL.to_user_string()} first"
             )
         live = endpoint.current_versions()
         if live == bundle.versions and not config.force_redeploy:

@@ -9,7 +9,7 @@ DuckDB and Snowflake.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 
 import pandas as pd
 
@@ -184,7 +184,3 @@ def quality_counts(query: Query, region: str, days: Sequence[date]) -> pd.DataFr
         part.index = [pd.Timestamp(d).date() for d in part.pop("day")]
         out = out.join(part.apply(pd.to_numeric), how="left")
     return out[cols].fillna(0.0).astype(float).rename_axis("day").reset_index()
-
-
-def window_start(day: date, days: int) -> date:
-    return day - timedelta(days=max(days, 1) - 1)

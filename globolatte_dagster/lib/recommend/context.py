@@ -21,11 +21,10 @@ import pandas as pd
 
 from globolatte_dagster.lib.contract import REGIONS
 from globolatte_dagster.lib.reference import season
+from globolatte_dagster.lib.weather_bands import N_TEMP_BANDS, TEMP_EDGES
 
+__all__ = ["N_TEMP_BANDS", "TEMP_EDGES"]  # re-exported: the bands are part of the context
 SEASONS = ("winter", "spring", "summer", "autumn")
-# Absolute temperature bands (daily maximum, °C): people react to heat, not to a region's median.
-TEMP_EDGES: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
-N_TEMP_BANDS = len(TEMP_EDGES) + 1
 WEATHER_SOURCES = ("observed", "forecast", "request", "recent_average", "none")
 
 

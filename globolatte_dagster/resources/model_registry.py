@@ -1,7 +1,7 @@
 """The model registry resource: `ModelRegistry`, with a local and an Azure ML implementation.
 
 - `LocalModelRegistry`: versioned folders under `GLOBOLATTE_HOME/registry/<region>/<version>/`
-  (`lib.registry.LocalRegistryStore`), aliases kept atomically in `aliases.json`.
+  (`lib.model_store.LocalRegistryStore`), aliases kept atomically in `aliases.json`.
 - `AzureMLModelRegistry`: one Azure ML `Model` per region (`globolatte-<region>`, versions 1, 2, ...)
   through `azure-ai-ml`, with the metrics and lineage as tags and properties and the aliases as tags
   (`champion`/`challenger` = `"true"` on the version that holds them). Version numbers, alias moves and
@@ -17,40 +17,32 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import joblib
+from pydantic import PrivateAttr
 
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.lib.environment import with_environment
-from globolatte_dagster.lib.registry import (
+from globolatte_dagster.lib.json_io import to_jsonable, write_json_atomic
+from globolatte_dagster.lib.model_store import (
     ALIASES,
     ARTEFACT,
     BUNDLE_MODEL_NAME,
     LINEAGE,
     METRICS,
+    ChampionBundle,
     LocalRegistryStore,
     RegisteredVersion,
     export_bundle,
     model_name,
     model_version_id,
-    to_jsonable,
-    write_json_atomic,
 )
 from globolatte_dagster.resources.alias_lock import BlobLeaseLock, workspace_lease_lock
-
-
-@dataclass(frozen=True)
-class ChampionBundle:
-    """Every region's champion laid out for a deployment: a local folder, and the Azure ML model if any."""
-
-    path: Path
-    versions: dict[str, str]  # region -> model_version
-    model_ref: str | None = None  # azureml:globolatte-champions:<n> in Azure
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -303,7 +295,11 @@ class AzureMLModelRegistry(ModelRegistry):
     workspace_name: str
     scratch_dir: str = tempfile.gettempdir()
 
+    _ops: AzureMLRegistryOps | None = PrivateAttr(default=None)
+    _ops_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
     def ml_client(self) -> Any:
+        """A new `MLClient` for the workspace; `ops` builds one per resource instance and keeps it."""
         from azure.ai.ml import MLClient
         from azure.identity import DefaultAzureCredential
 
@@ -319,8 +315,12 @@ class AzureMLModelRegistry(ModelRegistry):
 
     @property
     def ops(self) -> AzureMLRegistryOps:
-        ml = self.ml_client()
-        return AzureMLRegistryOps(ml, self.scratch_dir, self.alias_lock(ml))
+        """The registry operations over this instance's one `MLClient` and lock, built on first use."""
+        with self._ops_lock:
+            if self._ops is None:
+                ml = self.ml_client()
+                self._ops = AzureMLRegistryOps(ml, self.scratch_dir, self.alias_lock(ml))
+            return self._ops
 
     def register(self, region: str, model: Any, metrics: dict, lineage: dict) -> RegisteredVersion:
         return self.ops.register(region, model, metrics, lineage)
@@ -348,24 +348,3 @@ class AzureMLModelRegistry(ModelRegistry):
 
     def uri(self, region: str, version: str) -> str:
         return f"azureml:{model_name(region)}:{version}"
-
-
-def azure_registry_resources() -> dict:
-    """`registry` and `endpoint` for GLOBOLATTE_ENV=azure (merged into resources/azure.py)."""
-    from globolatte_dagster import settings
-    from globolatte_dagster.resources.endpoint import DEFAULT_ENDPOINT_NAME, AzureMLScoringEndpoint
-
-    workspace = {
-        "subscription_id": dg.EnvVar("AZURE_SUBSCRIPTION_ID"),
-        "resource_group": dg.EnvVar("AZURE_RESOURCE_GROUP"),
-        "workspace_name": dg.EnvVar("AZUREML_WORKSPACE_NAME"),
-    }
-    scratch = str(settings.home() / "scratch")
-    return {
-        "registry": AzureMLModelRegistry(**workspace, scratch_dir=scratch),
-        "endpoint": AzureMLScoringEndpoint(
-            **workspace,
-            endpoint_name=settings.value("AZUREML_ENDPOINT_NAME", DEFAULT_ENDPOINT_NAME),
-            auth_mode=settings.value("AZUREML_ENDPOINT_AUTH_MODE", "key"),
-        ),
-    }

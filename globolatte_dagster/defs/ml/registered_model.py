@@ -3,27 +3,32 @@
 The gate is a blocking asset check declared on the asset: when the challenger is not promoted, the check
 fails and `serving/scoring_endpoint` does not run downstream in the same run (the champion keeps serving).
 
-The asset's value (through `model_io_manager`) is the region's champion after the gate, carrying its
-registry `model_version`, so batch scoring downstream uses the same model as the endpoint; None while a
-region has no champion yet.
+What the asset holds: its materialisation records the version it registered (`model_version`
+metadata, the challenger), but its value (through `model_io_manager`) is the region's CHAMPION after the
+gate, carrying its registry `model_version`, so batch scoring downstream (mart/recommendations) uses the
+same model as the endpoint; None while a region has no champion yet. The key keeps its name because the
+UI, monitoring and deployment name it.
 """
 
 from datetime import date, timedelta
 
 import dagster as dg
 
-from globolatte_dagster.defs.partitions import region_partitions
-from globolatte_dagster.lib import registry as R
+from globolatte_dagster import keys as asset_keys
+from globolatte_dagster.defs.automation import register_new_model
+from globolatte_dagster.defs.partitions import region_day_key, region_partitions
+from globolatte_dagster.lib.gate import gate
+from globolatte_dagster.lib.json_io import to_jsonable
+from globolatte_dagster.lib.lineage import day_range, lineage_record
+from globolatte_dagster.lib.model_store import model_version_id
 from globolatte_dagster.lib.recommend import data as D
 from globolatte_dagster.lib.recommend.data import Window
 from globolatte_dagster.lib.recommend.evaluation import rescore
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE
 from globolatte_dagster.lib.schema import SALES
-from globolatte_dagster.resources.registry import ModelRegistry
+from globolatte_dagster.resources.model_registry import ModelRegistry
 from globolatte_dagster.resources.warehouse import Warehouse
 
-PREFERENCE_MODEL = dg.AssetKey(["ml", "preference_model"])
-REGISTERED_MODEL = dg.AssetKey(["ml", "registered_model"])
 GATE = "champion_challenger_gate"
 
 
@@ -37,10 +42,25 @@ class RegisterConfig(dg.Config):
 def _upstream(context: dg.AssetExecutionContext, region: str) -> dict:
     """The run that materialised this region's ml/preference_model (normally this run)."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=PREFERENCE_MODEL, asset_partitions=[region]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_keys.PREFERENCE_MODEL, asset_partitions=[region]), limit=1
     ).records
     run_id = records[0].run_id if records else None
-    return {"asset": "ml/registered_model", "partition": region, "model_run_id": run_id}
+    return {
+        "asset": asset_keys.REGISTERED_MODEL.to_user_string(),
+        "partition": region,
+        "model_run_id": run_id,
+    }
+
+
+def _upstream_partitions(model, region: str) -> dict[str, str]:
+    """The upstream partitions a model was built from, spelled as Dagster spells keys and ranges."""
+    first, last = day_range(model)
+    sales = f"{region_day_key(region, first)}...{region_day_key(region, last)}" if first and last else region
+    return {
+        asset_keys.PREFERENCE_MODEL.to_user_string(): region,
+        asset_keys.PURCHASE_HISTORY.to_user_string(): region,
+        asset_keys.SALES.to_user_string(): sales,
+    }
 
 
 def _sales_rows(warehouse: Warehouse, region: str, last_day: str | None) -> dict:
@@ -99,21 +119,21 @@ def _champion_value(
 
 
 @dg.asset(
-    key=REGISTERED_MODEL,
-    ins={"preference_model": dg.AssetIn(key=PREFERENCE_MODEL)},
+    key=asset_keys.REGISTERED_MODEL,
+    ins={"preference_model": dg.AssetIn(key=asset_keys.PREFERENCE_MODEL)},
     partitions_def=region_partitions,
     io_manager_key="model_io_manager",
     check_specs=[
         dg.AssetCheckSpec(
             GATE,
-            asset=REGISTERED_MODEL,
+            asset=asset_keys.REGISTERED_MODEL,
             blocking=True,
             description="Promote the new version unless it serves below the best baseline, or below the champion by more than the margin",
         )
     ],
     kinds={"python", "azureml"},
     group_name="ml",
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=register_new_model(),
 )
 def registered_model(
     context: dg.AssetExecutionContext,
@@ -122,21 +142,22 @@ def registered_model(
     registry: ModelRegistry,
     warehouse: Warehouse,
 ):  # a dg.MaterializeResult whose value is the champion: no annotation, so the output is typed Any
-    """The region's new model as a registry version (challenger), promoted to champion by a blocking gate."""
+    """Registers the region's new model (challenger) behind a blocking gate; its value is the champion after the gate."""
     region = context.partition_key
     model = preference_model
-    metrics = R.to_jsonable(dict(model.metrics))
+    metrics = to_jsonable(dict(model.metrics))
     last_day = model.as_of.isoformat() if getattr(model, "as_of", None) else None
-    lineage = R.lineage_record(
+    lineage = lineage_record(
         model,
         run_id=context.run_id,
         upstream=_upstream(context, region),
         data_rows=_sales_rows(warehouse, region, last_day),
+        partitions=_upstream_partitions(model, region),
     )
     champion = registry.get_alias(region, "champion")
     registered = registry.register(region, model, metrics, lineage)
     champion_value, comparison = _champion_value(registry, warehouse, region, champion, metrics)
-    decision = R.gate(
+    decision = gate(
         metrics,
         champion_value,
         champion_version=champion,
@@ -164,7 +185,7 @@ def registered_model(
         "best_baseline": decision.best_baseline,
         f"best_baseline_{HIT_RATE}": decision.best_baseline_value,
         f"champion_{HIT_RATE}": decision.champion,
-        "champion_version": R.model_version_id(region, champion) if champion else None,
+        "champion_version": model_version_id(region, champion) if champion else None,
         "margin": decision.margin,
     }
     return dg.MaterializeResult(
@@ -172,7 +193,7 @@ def registered_model(
         metadata={
             "model_version": registered.model_version,
             "registry_uri": registered.uri,
-            "champion": R.model_version_id(region, registry.get_alias(region, "champion") or "none"),
+            "champion": model_version_id(region, registry.get_alias(region, "champion") or "none"),
             **figures,
             "lineage": dg.MetadataValue.json(lineage),
         },

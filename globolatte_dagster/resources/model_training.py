@@ -23,8 +23,8 @@ from typing import Any
 
 import dagster as dg
 
+from globolatte_dagster.lib.model_store import ARTEFACT
 from globolatte_dagster.lib.recommend.tournament import TrainingResult
-from globolatte_dagster.lib.registry import ARTEFACT
 from globolatte_dagster.training.folder import TrainingRequest, read_outputs, train, write_inputs
 from globolatte_dagster.training.job import ERROR_KEY
 
