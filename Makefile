@@ -49,7 +49,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/globolatte serve --port $(SERVE_PORT)
 
 test: install services tools
-	$(BIN)/pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -q $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check globolatte_dagster globolatte_dagster_tests benchmarks

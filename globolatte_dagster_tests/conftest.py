@@ -24,7 +24,8 @@ from globolatte_dagster_tests.azure_fixtures import (
 )
 
 # Files that mostly wait on servers (dagster dev's daemon, the webserver, model servers) start first, so
-# that under `-n 2 --dist loadfile` their waiting overlaps the CPU-bound files instead of ending the suite.
+# that under `-n 2 --dist loadfile` their waiting overlaps the CPU-bound files instead of ending the suite
+# (`make test` passes `--no-loadscope-reorder`: by default xdist sends the files with the most tests first).
 START_FIRST = (
     "test_first_run.py",
     "test_ui.py",

@@ -124,6 +124,12 @@ def test_one_region_year_backfill_runs_in_few_runs(server: DagsterServer):
         if len(server.runs_with_tag("dagster/backfill", backfill_id)) > 10:
             break
     runs = server.runs_with_tag("dagster/backfill", backfill_id)
+    if len(runs) <= 3:
+        # The few runs it launched must succeed; on a busy machine they may still be running at the
+        # deadline above, so wait for each (a hang guard, not a performance assertion).
+        finished = {r["runId"]: server.wait_for_run(r["runId"], timeout=900) for r in runs}
+        runs = [{**r, "status": finished[r["runId"]]} for r in runs]
+        status = server.backfill_status(backfill_id)
     if status == "REQUESTED":
         server.cancel_backfill(backfill_id)
     (ARTIFACTS).mkdir(exist_ok=True)
