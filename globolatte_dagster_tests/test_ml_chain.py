@@ -181,6 +181,53 @@ def test_second_run_reports_segment_stability(case):
     assert meta["stability_shared_customers"].value > 0
 
 
+def test_lists_are_for_the_day_after_the_last_landed_day_when_the_gate_kept_an_older_champion(case):
+    """A new sales day whose challenger the gate rejects still gets lists for the next day (monitoring scores
+    every landed day): the kept champion serves from its older snapshot, a day further ahead."""
+    db, _truth, root = case
+    registry = LocalModelRegistry(root=str(root / "registry"))
+    champion = registry.load("mexico", registry.get_alias("mexico", "champion"))
+    conn = duckdb.connect(db)
+    try:  # one more landed day of mexico's sales (a copy of its last day), with no retraining after it
+        last = conn.execute("SELECT MAX(day) FROM raw.sales WHERE region = 'mexico'").fetchone()[0]
+        assert last == champion.as_of
+        conn.execute(
+            "INSERT INTO raw.sales SELECT * REPLACE (day + 1 AS day, transaction_id || '-next' AS transaction_id) "
+            "FROM raw.sales WHERE region = 'mexico' AND day = ?",
+            [last],
+        )
+    finally:
+        conn.close()
+    try:
+        result = dg.materialize(
+            CHAIN, partition_key="mexico", resources=_resources(db, root), selection=[recommendations]
+        )
+        assert result.success
+        conn = duckdb.connect(db, read_only=True)
+        try:
+            served = conn.execute(
+                "SELECT MAX(for_date), COUNT(DISTINCT customer_id) FROM mart.recommendations "
+                "WHERE region = 'mexico' AND model_version = ?",
+                [champion.model_version],
+            ).fetchone()
+        finally:
+            conn.close()
+        assert served[0] == last + timedelta(days=2)  # the day after the new last landed day
+        assert served[1] == len(champion.customers)
+    finally:
+        conn = duckdb.connect(db)
+        try:
+            conn.execute(
+                "DELETE FROM raw.sales WHERE region = 'mexico' AND day = ?", [last + timedelta(days=1)]
+            )
+            conn.execute(
+                "DELETE FROM mart.recommendations WHERE region = 'mexico' AND for_date = ?",
+                [last + timedelta(days=2)],
+            )
+        finally:
+            conn.close()
+
+
 def test_new_sales_refresh_downstream_once_per_day():
     """Declarative automation: new sales request the region's features, but not twice on the same day."""
     sales = dg.AssetSpec(["raw", "sales"], partitions_def=region_day)

@@ -5,7 +5,7 @@ Served lists are kept by `for_date`: each materialisation replaces only the rows
 the next day's lists were written.
 """
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -16,7 +16,7 @@ from globolatte_dagster.defs.partitions import region_partitions
 from globolatte_dagster.lib.plots import markdown_table
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE, K
 from globolatte_dagster.lib.recommend.scoring import RegionRecommender
-from globolatte_dagster.lib.schema import RECOMMENDATIONS
+from globolatte_dagster.lib.schema import RECOMMENDATIONS, SALES
 from globolatte_dagster.resources.warehouse import Warehouse
 
 
@@ -47,6 +47,15 @@ def _list_figures(model: RegionRecommender) -> dict:
     return {"holdout_figures": dg.MetadataValue.md(markdown_table(pd.DataFrame(rows).fillna("-"), "{:.4f}"))}
 
 
+def last_sales_day(warehouse: Warehouse, region: str) -> date | None:
+    """The region's last landed sales day in the warehouse, or None."""
+    frame = warehouse.query(
+        f"SELECT MAX(day) AS last_day FROM {SALES.schema}.{SALES.name} WHERE region = ?", [region]
+    )
+    value = frame.iloc[0, 0] if len(frame) else None
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).date()
+
+
 @dg.asset(
     key=asset_keys.RECOMMENDATIONS,
     partitions_def=region_partitions,
@@ -67,7 +76,9 @@ def recommendations(
     region = context.partition_key
     if model is None:
         raise dg.Failure(description=f"{region}: no champion model to recommend with")
-    for_date = model.as_of + timedelta(days=1)
+    # The day after the region's last landed sales day, also when the gate kept an older champion (its
+    # snapshot then serves a few days ahead, as the endpoint does): else that day would get no lists.
+    for_date = max(model.as_of, last_sales_day(warehouse, region) or model.as_of) + timedelta(days=1)
     ctx = model.context(for_date, None)
     lists = model.lists(for_date, config.k)
     out = lists.assign(region=region, for_date=pd.Timestamp(for_date), model_version=model.model_version)
