@@ -371,6 +371,7 @@ def check_helm_values(deploy_dir: Path, repo_root: Path = REPO_ROOT) -> list[str
         problems.append(f"{HELM_VALUES}: PostgreSQL connection does not require TLS")
 
     problems += _check_compute_log_manager(values)
+    problems += _check_additional_instance_config(values)
 
     daemon = values.get("dagsterDaemon") or {}
     coordinator = daemon.get("runCoordinator") or {}
@@ -384,6 +385,31 @@ def check_helm_values(deploy_dir: Path, repo_root: Path = REPO_ROOT) -> list[str
         problems.append(f"{HELM_VALUES}: the webserver is not behind an authenticating ingress")
     if (values.get("dagsterWebserver") or {}).get("service", {}).get("type", "ClusterIP") != "ClusterIP":
         problems.append(f"{HELM_VALUES}: the webserver service is exposed outside the ingress")
+    return problems
+
+
+def _check_additional_instance_config(values: dict) -> list[str]:
+    """What the chart appends to dagster.yaml passes Dagster's instance schema and enables freshness."""
+    from dagster._config import process_config
+    from dagster._core.instance.config import dagster_instance_config_schema
+
+    extra = values.get("additionalInstanceConfig") or {}
+    schema = dagster_instance_config_schema()
+    problems = []
+    unknown = sorted(set(extra) - set(schema))
+    if unknown:
+        problems.append(f"{HELM_VALUES}: additionalInstanceConfig has keys Dagster does not know: {unknown}")
+    for key in set(extra) & set(schema):
+        result = process_config(schema[key].config_type, extra[key])
+        if not result.success:
+            problems.append(
+                f"{HELM_VALUES}: additionalInstanceConfig.{key}: {[e.message for e in result.errors]}"
+            )
+    if not (extra.get("freshness") or {}).get("enabled"):
+        problems.append(
+            f"{HELM_VALUES}: the freshness daemon is off (additionalInstanceConfig.freshness.enabled): "
+            "late uploads would never show as failing"
+        )
     return problems
 
 

@@ -29,6 +29,7 @@ from pydantic import PrivateAttr
 
 from globolatte_dagster.lib.contract import REGION_KEYS
 from globolatte_dagster.lib.model_store import ChampionBundle
+from globolatte_dagster.resources.azureml_client import workspace_ml_client
 from globolatte_dagster.serving.smoke import (
     SmokeTestFailed,
     check_answers,
@@ -342,12 +343,7 @@ class AzureMLScoringEndpoint(ScoringEndpoint):
 
     def ml_client(self) -> Any:
         """A new `MLClient` for the workspace; `client()` builds one per resource instance and keeps it."""
-        from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
-
-        return MLClient(
-            DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name
-        )
+        return workspace_ml_client(self.subscription_id, self.resource_group, self.workspace_name)
 
     def client(self) -> Any:
         with self._ml_lock:

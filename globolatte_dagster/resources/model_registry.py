@@ -43,6 +43,7 @@ from globolatte_dagster.lib.model_store import (
     model_version_id,
 )
 from globolatte_dagster.resources.alias_lock import BlobLeaseLock, workspace_lease_lock
+from globolatte_dagster.resources.azureml_client import workspace_ml_client
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -300,12 +301,7 @@ class AzureMLModelRegistry(ModelRegistry):
 
     def ml_client(self) -> Any:
         """A new `MLClient` for the workspace; `ops` builds one per resource instance and keeps it."""
-        from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
-
-        return MLClient(
-            DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name
-        )
+        return workspace_ml_client(self.subscription_id, self.resource_group, self.workspace_name)
 
     def alias_lock(self, ml_client: Any) -> BlobLeaseLock:
         """Per-region locks: leases on blobs of the workspace's default datastore."""

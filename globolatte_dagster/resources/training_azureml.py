@@ -45,6 +45,7 @@ from dagster_azure.pipes import (
 )
 from pydantic import PrivateAttr
 
+from globolatte_dagster.resources.azureml_client import workspace_ml_client
 from globolatte_dagster.resources.model_training import JOB_MODULE, ModelTraining, TrainingRun, reported_run
 from globolatte_dagster.training.folder import TrainingRequest, read_outputs, write_inputs
 
@@ -268,12 +269,7 @@ class AzureMLModelTraining(ModelTraining):
 
     def ml_client(self) -> Any:
         """A new `MLClient` for the workspace; `client()` builds one per resource instance and keeps it."""
-        from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
-
-        return MLClient(
-            DefaultAzureCredential(), self.subscription_id, self.resource_group, self.workspace_name
-        )
+        return workspace_ml_client(self.subscription_id, self.resource_group, self.workspace_name)
 
     def client(self) -> Any:
         with self._ml_lock:
