@@ -525,6 +525,15 @@ def _rows_k(x: float | None) -> str:
     return "" if x is None else f"{x / 1000:,.0f}k"
 
 
+def _used_share(pm: dict) -> str:
+    """Customer-days whose rows the context model learned from, of those in its training windows."""
+    used = _regions_sum(pm, "context_model_training", "customer_days_used")
+    total = _regions_sum(pm, "context_model_training", "customer_days")
+    if not used or not total:
+        return ""
+    return f"{used / 1000:,.0f}k of {total / 1000:,.0f}k ({100 * used / total:.0f}%)"
+
+
 def chain_table(results: list[dict]) -> list[list]:
     rows = []
     for r in results:
@@ -542,6 +551,7 @@ def chain_table(results: list[dict]) -> list[list]:
                 r["peak_rss_mb"],
                 _rows_k(_regions_sum(pm, "context_model_training", "train_rows")),
                 _rows_k(_regions_sum(pm, "context_model_training", "rows_before_sampling")),
+                _used_share(pm),
                 None if r.get("exponent_vs_previous") is None else round(r["exponent_vs_previous"], 2),
                 f"{r.get('measured_at_utc', '')[:16]} (load {r.get('load_average_at_start', '?')})",
             ]
@@ -557,7 +567,8 @@ CHAIN_HEAD = [
     *(f"{k} s" for k in STEP_COLUMNS),
     "peak RSS MB",
     "context model train rows (3 regions)",
-    "rows before sampling",
+    "rows before sampling (estimated when customer-days are sampled)",
+    "customer-days the context model learned from (3 regions)",
     "time exponent vs previous size",
     "measured (UTC, load average)",
 ]
@@ -708,8 +719,10 @@ def markdown(p: dict) -> str:
             "`core/purchase_history` and `core/customer_features` to `mart/recommendations` (step times "
             "summed over the regions). Peak RSS is the chain process's `ru_maxrss`. The booster fits with "
             f"{p['results'][0].get('booster_threads', 1) if p['results'] else 1} OpenMP thread(s) (`threads`, the "
-            "asset's default is 1; the same model for any count). Booster training rows: `max_train_rows`, the named option for scale (a seeded sample "
-            "of the context model's training rows; 0: every row).",
+            "asset's default is 1; the same model for any count). Booster training rows: `max_train_rows`, the named option for scale (0: every row): "
+            "above it, each training window contributes a seeded random sample of its customer-days (all rows of each) "
+            "up to its share of the rows, so the design is built only for the rows the booster learns from; the windows "
+            "that the hold-out fit and the refit for serving share are built once.",
             "",
             md_table(CHAIN_HEAD, rows) if rows else "No size ran to the end.",
             "",

@@ -41,8 +41,8 @@ BLOCK_WEIGHTS: dict[str, float] = {
 def _shares(
     rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, weights: np.ndarray | None = None
 ) -> np.ndarray:
-    out = np.zeros((n_rows, n_cols))
-    np.add.at(out, (rows, cols), 1.0 if weights is None else weights)
+    flat = rows.astype(np.int64) * n_cols + cols
+    out = np.bincount(flat, weights=weights, minlength=n_rows * n_cols).astype(float).reshape(n_rows, n_cols)
     total = out.sum(axis=1, keepdims=True)
     return np.divide(out, total, out=np.zeros_like(out), where=total > 0)
 
@@ -60,10 +60,8 @@ def purchase_mix(history: History) -> PurchaseMix:
     """What each customer with a purchase bought, when and how often, as of the history's cutoff."""
     c_n, p_n = history.n_customers, history.n_products
     cust, prod, day = history.cust, history.prod, history.day
-    visit_key = cust.astype(np.int64) * 10_000_000 + day
-    first_line = np.unique(visit_key, return_index=True)[1]
-    v_cust, v_day = cust[first_line], day[first_line]
-    hour_by_visit = pd.Series(history.hour).groupby(visit_key).min().to_numpy()
+    v_cust, v_day = history.visits()
+    hour_by_visit = history.visit_hours()
     visits = np.bincount(v_cust, minlength=c_n).astype(float)
     who = np.flatnonzero(visits > 0)
     pos = np.full(c_n, -1)

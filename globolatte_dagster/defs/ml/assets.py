@@ -151,6 +151,8 @@ class PreferenceModelConfig(dg.Config):
     l2_regularization: float = 1.0
     # OpenMP threads of the booster's fits; the fitted model is the same for any count.
     threads: int = 1
+    # Score the hold-out in a second thread while the candidates are refitted for serving (same results).
+    overlap: bool = True
     seed: int = 0
     n_boot: int = 1000
     candidates: list[str] = Field(default_factory=lambda: list(CANDIDATES))

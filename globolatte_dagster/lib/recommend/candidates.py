@@ -46,12 +46,11 @@ class Recommender(Protocol):
 
 def popularity_share(history: History, recent_days: int) -> np.ndarray:
     """(P,) share of the region's transactions with each product over the last `recent_days` (guests too)."""
-    out = np.zeros(history.n_products)
     if len(history.pop_day) == 0:
-        return out
+        return np.zeros(history.n_products)
     last = int(history.pop_day.max())
     keep = history.pop_day > last - recent_days
-    np.add.at(out, history.pop_prod[keep], history.pop_n[keep])
+    out = np.bincount(history.pop_prod[keep], weights=history.pop_n[keep], minlength=history.n_products)
     total = out.sum()
     return out / total if total > 0 else out
 
@@ -138,9 +137,7 @@ class Repeat:
 
     def fit(self, history: History) -> Repeat:
         counts = customer_product_matrix(history)
-        visits = np.zeros(history.n_customers)
-        pairs = np.unique(np.stack([history.cust, history.day]), axis=1)
-        np.add.at(visits, pairs[0], 1.0)
+        visits = np.bincount(history.visits()[0], minlength=history.n_customers).astype(float)
         self.freq = sparse.diags(1.0 / np.maximum(visits, 1.0)) @ counts
         self.tb = tie_break(popularity_share(history, self.recent_days))
         return self
@@ -249,29 +246,40 @@ KNN_ALPHAS: tuple[float, ...] = (0.5, 0.7, 0.9)
 KNN_NEIGHBOURS: tuple[int, ...] = (30, 100, 300)
 
 
-def _neighbour_means(
-    vectors: sparse.csr_matrix, known: np.ndarray, ks: tuple[int, ...]
-) -> dict[int, np.ndarray]:
-    """For each k: (C, P) mean of the k nearest other known customers' vectors (Euclidean, as the paper)."""
+def _neighbours(vectors: sparse.csr_matrix, known: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(known customer ids, (len(ids), k') their k' = min(k, len(ids) - 1) nearest other known customers).
+
+    Euclidean, as the paper; nearest first, so the first j columns are the j nearest for any j <= k'.
+    """
     from sklearn.neighbors import NearestNeighbors
     from threadpoolctl import threadpool_limits
 
-    c, p = vectors.shape
     ids = np.flatnonzero(known)
-    out = {k: np.zeros((c, p), dtype=np.float32) for k in ks}
     if len(ids) < 2:
-        return out
+        return ids, np.zeros((len(ids), 0), dtype=np.int32)
     dense = vectors[ids].toarray().astype(np.float32)
-    k_max = min(max(ks), len(ids) - 1)
+    k_max = min(k, len(ids) - 1)
     with threadpool_limits(limits=1):  # threads that wait on a busy machine cost more than they give
         nn = NearestNeighbors(n_neighbors=k_max + 1, algorithm="brute").fit(dense)
         _, nbr = nn.kneighbors(dense)
     # drop each customer itself (usually the first column; identical vectors may order differently)
     own = nbr == np.arange(len(ids))[:, None]
     own[~own.any(axis=1), -1] = True
-    nbr = nbr[~own].reshape(len(ids), k_max)
+    return ids, nbr[~own].reshape(len(ids), k_max).astype(np.int32)
+
+
+def _neighbour_means(
+    vectors: sparse.csr_matrix, known: np.ndarray, ks: tuple[int, ...], found: tuple | None = None
+) -> dict[int, np.ndarray]:
+    """For each k: (C, P) mean of the k nearest other known customers' vectors (`found`: `_neighbours`)."""
+    c, p = vectors.shape
+    ids, nbr = found if found is not None else _neighbours(vectors, known, max(ks))
+    out = {k: np.zeros((c, p), dtype=np.float32) for k in ks}
+    if len(ids) < 2:
+        return out
+    dense = vectors[ids].toarray().astype(np.float32)
     for k in ks:
-        kk = min(k, k_max)
+        kk = min(k, nbr.shape[1])
         rows = np.repeat(np.arange(len(ids)), kk)
         a = sparse.csr_matrix(
             (np.full(len(rows), 1.0 / kk), (rows, nbr[:, :kk].ravel())), shape=(len(ids), len(ids))
@@ -298,8 +306,17 @@ class TifuKnn:
     tuning: dict[str, float] = field(default_factory=dict)
 
     def _parts(self, history: History, ks: tuple[int, ...]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        vectors = tifu_user_vectors(history, self.n_groups, self.within_decay, self.group_decay)
-        return vectors.toarray().astype(np.float32), _neighbour_means(vectors, history.known_customers(), ks)
+        # The user vectors and the nearest neighbours of a view are kept with it (`History.memo`): the
+        # tuning split and the context model's first window are the same view, and need the same search.
+        key = ("tifu_knn", self.n_groups, self.within_decay, self.group_decay)
+        known = history.known_customers()
+        found = history.memo.get(key)
+        if found is None or found[2].shape[1] < min(max(ks), max(int(known.sum()) - 1, 0)):
+            vectors = tifu_user_vectors(history, self.n_groups, self.within_decay, self.group_decay)
+            found = (vectors, *_neighbours(vectors, known, max(ks)))
+            history.memo[key] = found
+        vectors, ids, nbr = found
+        return vectors.toarray().astype(np.float32), _neighbour_means(vectors, known, ks, (ids, nbr))
 
     def fit(self, history: History) -> TifuKnn:
         alphas = KNN_ALPHAS if self.alpha is None else (self.alpha,)

@@ -158,6 +158,17 @@ class ContextArrays:
             season=np.array([c.season for c in contexts], dtype=float),
         )
 
+    def take(self, rows: np.ndarray) -> ContextArrays:
+        """The entries at `rows` (a subset, or one entry per request from per-day contexts)."""
+        return ContextArrays(
+            self.temp[rows],
+            self.precip[rows],
+            self.weekday[rows],
+            self.weekend[rows],
+            self.holiday[rows],
+            self.season[rows],
+        )
+
     @property
     def off_day(self) -> np.ndarray:
         return self.weekend | self.holiday

@@ -73,9 +73,42 @@ class History:
     weather: WeatherBook
     cutoff: date | None = None  # None: everything loaded
     index: dict[str, int] = field(default_factory=dict, repr=False)
+    # What several candidates derive from the same view (the visits), computed once per view.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.index = {str(c): i for i, c in enumerate(self.customers)}
+
+    def visits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(customer, day) of each visit (a day with a loyalty purchase), by customer then day."""
+        return self._visits()[:2]
+
+    def visit_hours(self) -> np.ndarray:
+        """(V,) the first hour of each visit of `visits()` (NaN: no hour known)."""
+        return self._visits()[2]
+
+    def _visits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # One sort of (customer, day, hour) keys gives the visits and each visit's first hour; hours are
+        # whole (EXTRACT(HOUR)), unknown ones sort last as 31.
+        if "visits" not in self.memo:
+            if len(self.day) == 0:
+                empty = np.zeros(0, dtype=np.int32)
+                self.memo["visits"] = (empty, empty, np.zeros(0))
+            else:
+                lo = int(self.day.min())
+                span = int(self.day.max()) - lo + 1
+                hour = np.where(np.isnan(self.hour), 31, np.clip(self.hour, 0, 30)).astype(np.int64)
+                key = np.sort((self.cust.astype(np.int64) * span + (self.day - lo)) * 32 + hour)
+                visit = key // 32
+                first = np.ones(len(key), dtype=bool)
+                first[1:] = visit[1:] != visit[:-1]
+                visit, h = visit[first], (key[first] % 32).astype(float)
+                self.memo["visits"] = (
+                    (visit // span).astype(np.int32),
+                    (visit % span + lo).astype(np.int32),
+                    np.where(h == 31, np.nan, h),
+                )
+        return self.memo["visits"]
 
     # ---------------------------------------------------------------------------------------- shape
     @property
@@ -97,7 +130,28 @@ class History:
         return date.fromordinal(int(self.pop_day.max()))
 
     def until(self, cutoff: date) -> History:
-        """Only what was known at the end of `cutoff` (same product and customer index)."""
+        """Only what was known at the end of `cutoff` (same product and customer index).
+
+        Views are kept by the history they were first taken from (until `forget_views`), so that every
+        fit at one cutoff shares one view and what is derived from it (`memo`).
+        """
+        root = self.memo.get("root", self)
+        shareable = self.cutoff is None or cutoff <= self.cutoff
+        if shareable and ("until", cutoff) in root.memo:
+            return root.memo[("until", cutoff)]
+        view = self._until(cutoff)
+        if shareable:
+            view.memo["root"] = root
+            root.memo[("until", cutoff)] = view
+        return view
+
+    def forget_views(self) -> None:
+        """Drop the views kept by `until` (and what was derived from them)."""
+        root = self.memo.get("root", self)
+        for key in [k for k in root.memo if isinstance(k, tuple) and k[0] == "until"]:
+            del root.memo[key]
+
+    def _until(self, cutoff: date) -> History:
         c = cutoff.toordinal()
         keep, pkeep = self.day <= c, self.pop_day <= c
         return History(
@@ -266,20 +320,7 @@ class Requests:
         )
 
     def subset(self, rows: np.ndarray) -> Requests:
-        c = self.ctx
-        return Requests(
-            self.cust[rows],
-            self.day[rows],
-            ContextArrays(
-                c.temp[rows],
-                c.precip[rows],
-                c.weekday[rows],
-                c.weekend[rows],
-                c.holiday[rows],
-                c.season[rows],
-            ),
-            self.horizon[rows],
-        )
+        return Requests(self.cust[rows], self.day[rows], self.ctx.take(rows), self.horizon[rows])
 
 
 @dataclass(frozen=True)
@@ -300,13 +341,21 @@ def label_requests(
     on `history.until(window.cutoff)`. Contexts are each day's observed weather (the day's own context).
     """
     d, c, p = history.between(window.first, window.last)
+    known = history.until(window.cutoff) if not observed_context else None  # the forecasts of the cutoff
     if len(d) == 0:
-        return Requests.build(history.until(window.cutoff), [], []), []
+        return Requests.build(known or history.until(window.cutoff), [], []), []
     order = np.lexsort((p, c, d))
     d, c, p = d[order], c[order], p[order]
     start = np.flatnonzero(np.r_[True, (d[1:] != d[:-1]) | (c[1:] != c[:-1])])
     bought = [set(chunk.tolist()) for chunk in np.split(p, start[1:])]
-    days = [date.fromordinal(int(x)) for x in d[start]]
-    ctx = history.contexts(days) if observed_context else None
-    req = Requests.build(history.until(window.cutoff), c[start].astype(np.int64), days, ctx)
+    uniq, at = np.unique(d[start], return_inverse=True)
+    days = [date.fromordinal(int(x)) for x in uniq]
+    ctx = (history if observed_context else known).contexts(days).take(at)
+    ords = d[start].astype(np.int32)
+    req = Requests(
+        cust=c[start].astype(np.int64),
+        day=ords,
+        ctx=ctx,
+        horizon=np.maximum(ords - window.cutoff.toordinal(), 1).astype(float),
+    )
     return req, bought

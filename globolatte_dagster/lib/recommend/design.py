@@ -117,44 +117,60 @@ class Snapshot:
     def build(cls, history: History, segment: np.ndarray | None = None) -> Snapshot:
         cutoff = (history.cutoff or history.last_day).toordinal()
         c_n, p_n = history.n_customers, history.n_products
-        attrs = day_attributes(history, np.r_[history.day, history.pop_day])
-        lines = pd.DataFrame({"cust": history.cust, "prod": history.prod, "day": history.day})
-        a = attrs.reindex(lines["day"].to_numpy())
-        lines["off"] = a["off"].to_numpy(dtype=float)
-        lines["holiday"] = a["holiday"].to_numpy(dtype=float)
-        lines["recent"] = (lines["day"] > cutoff - RECENT_DAYS).astype(float)
-        band = a["band"].to_numpy()
-        for j in range(N_TEMP_BANDS):
-            lines[f"t{j}"] = (band == j).astype(float)
-        agg = lines.groupby(["cust", "prod"], sort=True).agg(
-            n=("day", "size"),
-            last_day=("day", "max"),
-            n_off=("off", "sum"),
-            n_holiday=("holiday", "sum"),
-            n_recent=("recent", "sum"),
-            **{f"n_t{j}": (f"t{j}", "sum") for j in range(N_TEMP_BANDS)},
+        # every loyalty line's day is a sales day (`pop_day` counts every sale, guests and loyalty alike)
+        attrs = day_attributes(history, history.pop_day)
+        days = attrs.index.to_numpy()
+        off_by_day = attrs["off"].to_numpy(dtype=float)
+        hol_by_day = attrs["holiday"].to_numpy(dtype=float)
+        band_by_day = attrs["band"].to_numpy()
+        # per (customer, product) pair: lines sorted by pair, then sums over each pair's run of lines
+        code = history.cust.astype(np.int64) * p_n + history.prod
+        order = np.argsort(code, kind="stable")
+        code_s, day_s = code[order], history.day[order]
+        starts = np.flatnonzero(np.r_[True, code_s[1:] != code_s[:-1]]) if len(code_s) else np.zeros(0, int)
+        at = np.searchsorted(days, day_s)
+        band = band_by_day[at]
+        columns = {
+            "n": np.ones(len(day_s)),
+            "n_off": off_by_day[at],
+            "n_holiday": hol_by_day[at],
+            "n_recent": (day_s > cutoff - RECENT_DAYS).astype(float),
+            **{f"n_t{j}": (band == j).astype(float) for j in range(N_TEMP_BANDS)},
+        }
+        pairs = np.zeros((len(starts), len(PAIR_COLUMNS)))
+        if len(starts):
+            for name, values in columns.items():
+                pairs[:, PAIR_COLUMNS.index(name)] = np.add.reduceat(values, starts)
+            pairs[:, PAIR_COLUMNS.index("last_day")] = np.maximum.reduceat(day_s, starts)
+        keys = (
+            np.stack([code_s[starts] // p_n, code_s[starts] % p_n], axis=1)
+            if len(starts)
+            else np.zeros((0, 2), dtype=np.int64)
         )
-        keys = agg.index.to_frame(index=False).to_numpy()
-        pairs = agg[list(PAIR_COLUMNS)].to_numpy(dtype=float)
         pair_index = sparse.csr_matrix(
             (np.arange(1, len(pairs) + 1, dtype=np.float64), (keys[:, 0], keys[:, 1])), shape=(c_n, p_n)
         )
-        visit = lines.drop_duplicates(["cust", "day"])
-        vg = visit.groupby("cust")
+        # per customer: visits (all, off-days, holidays, per band) and the last visit day
+        v_cust, v_day = history.visits()
+        v_at = np.searchsorted(days, v_day)
         visits = np.zeros((c_n, 4 + N_TEMP_BANDS))
-        visits[:, 3] = np.nan
-        if len(visit):
-            idx = vg.size().index.to_numpy()
-            visits[idx, 0] = vg.size().to_numpy()
-            visits[idx, 1] = vg["off"].sum().to_numpy()
-            visits[idx, 2] = vg["holiday"].sum().to_numpy()
-            visits[idx, 3] = vg["day"].max().to_numpy()
-            for j in range(N_TEMP_BANDS):
-                visits[idx, 4 + j] = vg[f"t{j}"].sum().to_numpy()
-        mean_hour = np.full(c_n, np.nan)
-        if len(history.hour):
-            h = pd.Series(history.hour).groupby(history.cust).mean()
-            mean_hour[h.index.to_numpy()] = h.to_numpy()
+        visits[:, 0] = np.bincount(v_cust, minlength=c_n)
+        visits[:, 1] = np.bincount(v_cust, weights=off_by_day[v_at], minlength=c_n)
+        visits[:, 2] = np.bincount(v_cust, weights=hol_by_day[v_at], minlength=c_n)
+        last_visit = np.full(c_n, np.nan)
+        if len(v_cust):  # visits are sorted by customer then day: each customer's last entry is the latest
+            ends = np.r_[np.flatnonzero(v_cust[1:] != v_cust[:-1]), len(v_cust) - 1]
+            last_visit[v_cust[ends]] = v_day[ends]
+        visits[:, 3] = last_visit
+        for j in range(N_TEMP_BANDS):
+            visits[:, 4 + j] = np.bincount(
+                v_cust, weights=(band_by_day[v_at] == j).astype(float), minlength=c_n
+            )
+        hour = history.hour.astype(float)
+        seen = ~np.isnan(hour)
+        hour_n = np.bincount(history.cust[seen], minlength=c_n)
+        hour_sum = np.bincount(history.cust[seen], weights=hour[seen], minlength=c_n)
+        mean_hour = np.where(hour_n > 0, hour_sum / np.maximum(hour_n, 1), np.nan)
         prod, trend, age = _product_context(history, attrs, cutoff)
         seg = np.full(c_n, -1) if segment is None else np.asarray(segment)
         seg_share = _segment_shares(keys, pairs[:, PAIR_COLUMNS.index("n_recent")], seg, p_n)
@@ -211,12 +227,12 @@ def _product_context(history: History, attrs: pd.DataFrame, cutoff: int) -> tupl
 
 def _segment_shares(keys: np.ndarray, n_recent: np.ndarray, segment: np.ndarray, p_n: int) -> np.ndarray:
     n_seg = int(segment.max()) + 1 if len(segment) and segment.max() >= 0 else 0
-    out = np.zeros((n_seg, p_n))
     if n_seg == 0 or len(keys) == 0:
-        return out
+        return np.zeros((n_seg, p_n))
     seg = segment[keys[:, 0]]
     ok = seg >= 0
-    np.add.at(out, (seg[ok], keys[ok, 1]), n_recent[ok])
+    flat = seg[ok].astype(np.int64) * p_n + keys[ok, 1]
+    out = np.bincount(flat, weights=n_recent[ok], minlength=n_seg * p_n).reshape(n_seg, p_n)
     totals = out.sum(axis=1, keepdims=True)
     return np.where(totals > 0, out / np.maximum(totals, 1e-12), 0.0)
 

@@ -20,10 +20,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from globolatte_dagster.lib.recommend.candidates import Recommender, customer_product_matrix
 from globolatte_dagster.lib.recommend.data import History, Requests, Window, label_requests
-from globolatte_dagster.lib.recommend.metrics import HIT_RATE, K, bootstrap, hits, paired_lead, top_k
+from globolatte_dagster.lib.recommend.metrics import (
+    HIT_RATE,
+    K,
+    boot_means,
+    bootstrap,
+    hits,
+    paired_lead,
+    top_k,
+)
 
 TOP_BASELINES: tuple[str, ...] = ("popularity", "repeat")
 DISCOVER_BASELINES: tuple[str, ...] = ("popularity",)
@@ -84,7 +93,8 @@ def choose(
     if not present:
         raise ValueError(f"no baseline among {baselines} to judge the {list_name} list")
     best = max(present, key=lambda b: (float(hit_arrays[b].mean()), -complexity[b]))
-    summary = bootstrap(hit_arrays, best, n_boot, seed)
+    draws = boot_means(hit_arrays, n_boot, seed)  # one set of resamples for the table and the gate
+    summary = bootstrap(hit_arrays, best, n_boot, seed, draws)
     reasons = [
         f"best baseline: {best} {summary[best]['hit_rate']:.4f} "
         f"(95% {summary[best]['ci_low']:.4f}..{summary[best]['ci_high']:.4f}) on {len(hit_arrays[best])} customer-days"
@@ -93,7 +103,9 @@ def choose(
     for name in sorted(hit_arrays, key=lambda n: complexity[n]):
         if complexity[name] <= complexity[current] or name in baselines:
             continue
-        lead, low, high = paired_lead(hit_arrays[name], hit_arrays[current], n_boot, seed)
+        lead, low, high = paired_lead(
+            hit_arrays[name], hit_arrays[current], draws=(draws[name], draws[current])
+        )
         verdict = "replaces" if low > 0 else "does not replace"
         reasons.append(
             f"{name} {verdict} {current}: lead {lead:+.4f} (95% {low:+.4f}..{high:+.4f})"
@@ -135,14 +147,24 @@ def holdout_rows(history: History, window: Window) -> HoldoutRows:
     requests, bought = label_requests(history, window)
     before = customer_product_matrix(history.until(window.cutoff))
     seen_products = np.diff(before.indptr)  # products each customer bought before the cutoff
-    known = (requests.cust >= 0) & (seen_products[np.clip(requests.cust, 0, None)] > 0)
-    rows, new = [], []
-    for r in np.flatnonzero(known):
-        seen = set(before[requests.cust[r]].indices.tolist())
-        fresh = bought[r] - seen
-        if fresh:
-            rows.append(r)
-            new.append(fresh)
+    known = np.flatnonzero((requests.cust >= 0) & (seen_products[np.clip(requests.cust, 0, None)] > 0))
+    # what each known customer bought that day and had not bought before the cutoff
+    counts = [len(b) for b in bought]
+    day_bought = sparse.csr_matrix(
+        (
+            np.ones(sum(counts)),
+            (
+                np.repeat(np.arange(len(bought)), counts),
+                np.fromiter((i for b in bought for i in b), np.int64),
+            ),
+        ),
+        shape=(len(bought), history.n_products),
+    )[known]
+    fresh = (day_bought - day_bought.multiply(before[requests.cust[known]] > 0)).tocsr()
+    fresh.eliminate_zeros()
+    has_new = np.flatnonzero(np.diff(fresh.indptr) > 0)
+    rows = known[has_new].tolist()
+    new = [set(fresh.indices[fresh.indptr[i] : fresh.indptr[i + 1]].tolist()) for i in has_new]
     rows_arr = np.array(rows, dtype=np.int64)
     exclude = (
         before[requests.cust[rows_arr]].toarray() > 0

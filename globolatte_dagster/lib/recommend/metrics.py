@@ -46,7 +46,11 @@ def hits(recommended: np.ndarray, bought: Sequence[set[int]]) -> np.ndarray:
 
 
 def bootstrap(
-    hit_arrays: dict[str, np.ndarray], reference: str, n_boot: int = 1000, seed: int = 0
+    hit_arrays: dict[str, np.ndarray],
+    reference: str,
+    n_boot: int = 1000,
+    seed: int = 0,
+    draws: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per candidate: hit rate with a 95% bootstrap interval, and its paired difference from `reference`.
 
@@ -59,12 +63,12 @@ def bootstrap(
     out: dict[str, dict[str, float]] = {}
     if n == 0:
         return {name: {"hit_rate": float("nan")} for name in names}
-    means = _boot_means([hit_arrays[name] for name in names], n_boot, seed)
+    means = draws if draws is not None else boot_means(hit_arrays, n_boot, seed)
     ref = hit_arrays[reference]
-    ref_boot = means[names.index(reference)]
-    for i, name in enumerate(names):
+    ref_boot = means[reference]
+    for name in names:
         h = hit_arrays[name]
-        boot = means[i]
+        boot = means[name]
         diff = boot - ref_boot
         out[name] = {
             "hit_rate": float(h.mean()),
@@ -78,21 +82,46 @@ def bootstrap(
 
 
 def paired_lead(
-    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0
+    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0, draws: tuple | None = None
 ) -> tuple[float, float, float]:
-    """Mean of a - b with its 95% bootstrap interval over the same rows."""
+    """Mean of a - b with its 95% bootstrap interval over the same rows (`draws`: their `boot_means`)."""
     if len(a) == 0:
         return float("nan"), float("nan"), float("nan")
-    ma, mb = _boot_means([a, b], n_boot, seed)
+    ma, mb = draws if draws is not None else _boot_means([a, b], n_boot, seed)
     diff = ma - mb
     return float(a.mean() - b.mean()), float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))
 
 
+def boot_means(hit_arrays: dict[str, np.ndarray], n_boot: int, seed: int) -> dict[str, np.ndarray]:
+    """Per candidate: its mean over each of `n_boot` resamples of the rows, the same resamples for all.
+
+    The tournament's table and its gate read the same draws, so an interval in the table and the
+    verdict that names it always agree.
+    """
+    names = list(hit_arrays)
+    if not names or len(hit_arrays[names[0]]) == 0:
+        return {name: np.full(n_boot, np.nan) for name in names}
+    means = _boot_means([hit_arrays[name] for name in names], n_boot, seed)
+    return dict(zip(names, means, strict=True))
+
+
+MULTINOMIAL_MAX_DISTINCT = 4096
+
+
 def _boot_means(arrays: list[np.ndarray], n_boot: int, seed: int, chunk: int = 50) -> np.ndarray:
-    """(len(arrays), n_boot) means of the arrays over the same bootstrap resamples of their rows."""
+    """(len(arrays), n_boot) means of the arrays over the same bootstrap resamples of their rows.
+
+    When the rows take few distinct values (hits are 0 or 1, so m candidates give at most 2^m rows), a
+    resample of n rows is a multinomial draw of how often each distinct row comes up, the same distribution
+    as drawing n row indices with replacement, at a cost that does not grow with n.
+    """
     n = len(arrays[0])
-    stacked = np.vstack([np.asarray(a, dtype=np.float32) for a in arrays])
+    stacked = np.vstack([np.asarray(a, dtype=np.float64) for a in arrays])
     rng = np.random.default_rng(seed)
+    values, counts = np.unique(stacked.T, axis=0, return_counts=True)
+    if len(values) <= MULTINOMIAL_MAX_DISTINCT:
+        draws = rng.multinomial(n, counts / n, size=n_boot)  # (n_boot, distinct rows)
+        return (draws @ values).T / n
     out = np.empty((len(arrays), n_boot))
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)

@@ -3,7 +3,8 @@
 1. Split by time: the last `holdout_length` sales days are the hold-out; everything is fitted as of the
    day before it (hyperparameters tuned on that training window only).
 2. Tournament on the hold-out (`evaluation.py`): the `top` and the `discover` list each get a champion.
-3. Refit every candidate on the whole history (same hyperparameters) for serving, as of the last landed day.
+3. Refit every candidate on the whole history (same hyperparameters) for serving, as of the last landed day
+   (with `overlap`, while the hold-out is scored in a second thread).
 
 A region with one landed day has no hold-out: popularity serves (and repeat is fitted) until a second day
 lands. A candidate that cannot be fitted (too little history for the context model's windows, say) is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +40,7 @@ from globolatte_dagster.lib.recommend.scoring import RegionRecommender
 from globolatte_dagster.lib.recommend.training import (
     CANDIDATES,
     ContextModel,
+    FitCache,
     FittedSet,
     SegmentAt,
     TrainParams,
@@ -98,12 +101,31 @@ def train_region(
             f"{history.region}: hold-out {window.first}..{window.last} ({h} sales days), fitting as of {cutoff}"
         )
         t = time.perf_counter()
-        eval_set = fit_candidates(history, cutoff, p, h, segment_at, log=say)
+        cache = FitCache(history, {})  # shared by both fits (see `FitCache`)
+        eval_set = fit_candidates(history, cutoff, p, h, segment_at, log=say, cache=cache)
         timings["fit_for_holdout_s"] = time.perf_counter() - t
         t = time.perf_counter()
         rows = holdout_rows(history, window)
-        top_hits, disc_hits, per_day = evaluate(eval_set.models, rows)
-        timings["holdout_scoring_s"] = time.perf_counter() - t
+
+        def score_holdout() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame, float]:
+            t_scoring = time.perf_counter()
+            out = evaluate(eval_set.models, rows)
+            return (*out, time.perf_counter() - t_scoring + (t_scoring - t))
+
+        # The hold-out scoring reads only the fitted hold-out candidates, and the refit for serving only
+        # adds to the cache: with `overlap`, the scoring runs in a second thread while the refit runs here.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            scoring = pool.submit(score_holdout) if p.overlap else None
+            t_refit = time.perf_counter()
+            serve = fit_candidates(
+                history, last, p, h, segment_at, tuned=eval_set.models, log=say, cache=cache
+            )
+            timings["refit_s"] = time.perf_counter() - t_refit
+            top_hits, disc_hits, per_day, timings["holdout_scoring_s"] = (
+                scoring.result() if scoring is not None else score_holdout()
+            )
+        del cache
+        history.forget_views()
         top = (
             choose(top_hits, COMPLEXITY, TOP_BASELINES, p.n_boot, p.seed, "top")
             if top_hits
@@ -125,9 +147,6 @@ def train_region(
             else None,
             "discover_customer_days": len(rows.new_bought),
         }
-        t = time.perf_counter()
-        serve = fit_candidates(history, last, p, h, segment_at, tuned=eval_set.models, log=say)
-        timings["refit_s"] = time.perf_counter() - t
     if force_candidate:
         top = force(top, force_candidate)
     if force_discover:

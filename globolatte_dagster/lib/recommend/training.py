@@ -12,6 +12,7 @@ the time-based split, the fits, the hold-out tournament (`evaluation.py`) and th
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,8 @@ from globolatte_dagster.lib.recommend.design import BASE_NAMES, FEATURE_NAMES, S
 SegmentAt = Callable[[History], np.ndarray]
 CANDIDATES: tuple[str, ...] = ("popularity", "repeat", "recency_repeat", "tifu_knn", "context_model")
 BASELINES: tuple[str, ...] = ("popularity", "repeat")
+REQUEST_BLOCK = 20_000  # customer-days per design block (bounds the (R, P, F) block in memory)
+FIRST_BLOCK = 5_000  # the first block of a sampled window, which measures its rows per customer-day
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class TrainParams:
     min_samples_leaf: int = 50
     l2_regularization: float = 1.0
     threads: int = 1
+    # Score the hold-out in a second thread while the candidates are refitted for serving (same results).
+    overlap: bool = True
     seed: int = 0
     n_boot: int = 1000
     candidates: tuple[str, ...] = CANDIDATES
@@ -77,21 +82,53 @@ class TrainParams:
 
 
 class FitCache:
-    """Base candidates fitted at cutoffs of one history, each fitted once (windows share cutoffs)."""
+    """What the fits at several cutoffs of one history share, each computed once.
+
+    The base candidates fitted at a cutoff (keyed by their hyperparameters too), the context model's
+    training rows of a window and its snapshots (views are shared through `History.until`). `train_region`
+    passes one cache to the hold-out fit and to the refit for serving: with contiguous sales days, the
+    refit's older windows are the hold-out fit's newer ones, with the same bases (the refit reuses the
+    tuned hyperparameters), so their rows are the same and are built once.
+    """
 
     def __init__(self, history: History, prototypes: dict[str, Recommender]) -> None:
         self.history = history
         self.prototypes = prototypes
-        self.fitted: dict[tuple[str, date], Recommender] = {}
+        self.fitted: dict[tuple[str, date, str], Recommender] = {}
+        self.windows: dict[tuple[Any, ...], WindowRows] = {}
+        self.snapshots: dict[date, Snapshot] = {}
+
+    @staticmethod
+    def _key(name: str, cutoff: date, model: Recommender) -> tuple[str, date, str]:
+        return (name, cutoff, json.dumps(model.fixed().describe()["params"], sort_keys=True, default=str))
+
+    def view(self, cutoff: date) -> History:
+        return self.history.until(cutoff)  # one view per cutoff (`History.until`)
 
     def put(self, name: str, cutoff: date, model: Recommender) -> None:
-        self.fitted[(name, cutoff)] = model
+        self.fitted[self._key(name, cutoff, model)] = model
 
     def get(self, name: str, cutoff: date) -> Recommender:
-        key = (name, cutoff)
+        key = self._key(name, cutoff, self.prototypes[name])
         if key not in self.fitted:
-            self.fitted[key] = self.prototypes[name].fixed().fit(self.history.until(cutoff))
+            self.fitted[key] = self.prototypes[name].fixed().fit(self.view(cutoff))
         return self.fitted[key]
+
+    def snapshot(self, cutoff: date, segment_at: SegmentAt | None) -> Snapshot:
+        if cutoff not in self.snapshots:
+            view = self.view(cutoff)
+            self.snapshots[cutoff] = Snapshot.build(view, segment_at(view) if segment_at else None)
+        return self.snapshots[cutoff]
+
+
+@dataclass
+class WindowRows:
+    """The context model's training rows from one window: features, labels and what they came from."""
+
+    x: np.ndarray
+    y: np.ndarray
+    customer_days: int  # in the window
+    customer_days_used: int  # whose rows are here (all, or a seeded sample for `max_train_rows`)
 
 
 def candidate_mask(base: dict[str, np.ndarray], bought_before: np.ndarray, limit: int) -> np.ndarray:
@@ -128,6 +165,53 @@ class ContextModel:
         bought = ~np.isnan(x[:, :, FEATURE_NAMES.index("cp_days_since")])
         return x, candidate_mask(base, bought, self.params.max_candidates)
 
+    def window_rows(
+        self, cut: date, cache: FitCache, segment_at: SegmentAt | None, row_budget: int
+    ) -> WindowRows | None:
+        """Training rows of the window after `cut` (None: nobody bought in it), built once per cache.
+
+        Every positive row of a customer-day is kept with a seeded `negative_share` of its negatives. Above
+        `row_budget` rows, the customer-days are taken in a seeded random order, block by block, until the
+        budget is reached: a uniform sample of customer-days (each with all its rows), so that the design
+        is built only for the rows the booster will learn from.
+        """
+        p = self.params
+        key = (cut, self.window_days, row_budget, p.max_candidates, p.negative_share, p.seed)
+        key += tuple(FitCache._key(n, cut, cache.prototypes[n]) for n in BASE_NAMES)
+        if key in cache.windows:
+            return cache.windows[key]
+        window = Window(cut, cut + timedelta(days=1), cut + timedelta(days=self.window_days))
+        req, bought = label_requests(cache.history, window)
+        if not len(bought):
+            return None
+        snap = cache.snapshot(cut, segment_at)
+        bases = {n: cache.get(n, cut) for n in BASE_NAMES}
+        rng = np.random.default_rng([p.seed, cut.toordinal()])
+        order = rng.permutation(len(req)) if row_budget else np.arange(len(req))
+        xs, ys, used, n_rows = [], [], 0, 0
+        while used < len(req) and not (row_budget and n_rows >= row_budget):
+            size = REQUEST_BLOCK
+            if (
+                row_budget and used
+            ):  # enough customer-days for the rest of the budget (+10%), at the rate so far
+                size = min(size, max(100, int(1.1 * (row_budget - n_rows) * used / max(n_rows, 1))))
+            elif row_budget:
+                size = min(size, FIRST_BLOCK)
+            rows = np.sort(order[used : used + size])
+            x, mask = self._block(snap, bases, req.subset(rows))
+            y = np.zeros(mask.shape, dtype=np.int8)
+            for r, b in enumerate(bought[i] for i in rows):
+                y[r, list(b)] = 1
+            if p.negative_share < 1:
+                mask &= (y == 1) | (rng.random(mask.shape) < p.negative_share)
+            xs.append(x[mask])
+            ys.append(y[mask])
+            used += len(rows)
+            n_rows += int(mask.sum())
+        out = WindowRows(np.concatenate(xs), np.concatenate(ys), len(req), used)
+        cache.windows[key] = out
+        return out
+
     def fit_with(self, history: History, cache: FitCache, segment_at: SegmentAt | None) -> ContextModel:
         """Fit on `train_windows` windows before the history's cutoff (bases fitted through `cache`)."""
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -136,36 +220,34 @@ class ContextModel:
         p = self.params
         cutoff = history.cutoff or history.last_day
         first_day = date.fromordinal(int(history.pop_day.min()))
-        xs, ys, windows = [], [], []
-        rng = np.random.default_rng(p.seed)
+        budget = -(-p.max_train_rows // p.train_windows) if p.max_train_rows else 0
+        parts: list[WindowRows] = []
+        windows = []
         for j in range(1, p.train_windows + 1):
             cut = cutoff - timedelta(days=j * self.window_days)
             if cut < first_day:
                 break
-            window = Window(cut, cut + timedelta(days=1), cut + timedelta(days=self.window_days))
-            view = history.until(cut)
-            req, bought = label_requests(history, window)
-            if not len(bought):
+            rows = self.window_rows(cut, cache, segment_at, budget)
+            if rows is None:
                 continue
-            snap = Snapshot.build(view, segment_at(view) if segment_at else None)
-            bases = {n: cache.get(n, cut) for n in BASE_NAMES}
-            for rows in np.array_split(np.arange(len(req)), max(1, len(req) // 20000 + 1)):
-                x, mask = self._block(snap, bases, req.subset(rows))
-                y = np.zeros(mask.shape, dtype=np.int8)
-                for r, b in enumerate(bought[i] for i in rows):
-                    y[r, list(b)] = 1
-                if p.negative_share < 1:
-                    mask &= (y == 1) | (rng.random(mask.shape) < p.negative_share)
-                xs.append(x[mask])
-                ys.append(y[mask])
-            windows.append([window.first.isoformat(), window.last.isoformat(), len(bought)])
-        if not xs:
+            parts.append(rows)
+            windows.append(
+                [
+                    (cut + timedelta(days=1)).isoformat(),
+                    (cut + timedelta(days=self.window_days)).isoformat(),
+                    rows.customer_days,
+                    rows.customer_days_used,
+                ]
+            )
+        if not parts:
             raise ValueError("not enough history before the cutoff for one training window")
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        rows_before_sampling = len(y)
+        x, y = np.concatenate([w.x for w in parts]), np.concatenate([w.y for w in parts])
+        rows_before_cap = len(y)
         if p.max_train_rows and len(y) > p.max_train_rows:
-            keep = np.random.default_rng(p.seed).choice(len(y), p.max_train_rows, replace=False)
-            x, y = x[np.sort(keep)], y[np.sort(keep)]
+            keep = np.sort(np.random.default_rng(p.seed).choice(len(y), p.max_train_rows, replace=False))
+            x, y = x[keep], y[keep]
+        else:
+            x = x.copy()  # the cached window rows stay as they are
         if y.min() == y.max():
             raise ValueError("the training rows have a single class: not enough sales to learn from")
         # A feature with no value in any training row (no holiday in the windows, no weather feed) is a
@@ -184,11 +266,18 @@ class ContextModel:
         with threadpool_limits(limits=p.threads, user_api="openmp"):
             self.estimator = est.fit(x, y)
         self.bases = {n: cache.get(n, cutoff) for n in BASE_NAMES}
-        self.snapshot = Snapshot.build(history, segment_at(history) if segment_at else None)
+        self.snapshot = cache.snapshot(cutoff, segment_at)
+        customer_days = sum(w.customer_days for w in parts)
+        used = sum(w.customer_days_used for w in parts)
         self.report = {
             "train_windows": windows,
             "train_rows": len(y),
-            "rows_before_sampling": rows_before_sampling,
+            "customer_days": customer_days,
+            "customer_days_used": used,
+            "rows_before_sampling": rows_before_cap
+            if used == customer_days
+            else round(rows_before_cap * customer_days / max(used, 1)),
+            "rows_before_sampling_estimated": used != customer_days,
             "positive_rows": int(y.sum()),
             "features_without_values": [f for f, e in zip(FEATURE_NAMES, empty, strict=True) if e],
         }
@@ -272,18 +361,22 @@ def fit_candidates(
     segment_at: SegmentAt | None,
     tuned: dict[str, Recommender] | None = None,
     log: Callable[[str], None] | None = None,
+    cache: FitCache | None = None,
 ) -> FittedSet:
     """Fit the candidates on `history.until(cutoff)`; `tuned`: reuse these hyperparameters instead of tuning.
 
     The base candidates are fitted first (the context model needs all of them, candidates or not); their
-    tuned copies then fit the context model's training windows through one cache.
+    tuned copies then fit the context model's training windows through one cache (`cache`: one shared with
+    another fit on the same history, see `FitCache`).
     """
     say = log or (lambda _m: None)
-    view = history.until(cutoff)
     prototypes = default_prototypes(p, window_days)
     if tuned:
         prototypes = {n: (tuned[n].fixed() if n in tuned else m) for n, m in prototypes.items()}
-    cache = FitCache(history, prototypes)
+    if cache is None or cache.history is not history:
+        cache = FitCache(history, prototypes)
+    cache.prototypes = dict(prototypes)
+    view = cache.view(cutoff)
     wanted = [n for n in BASE_NAMES if n in p.candidates or "context_model" in p.candidates]
     models: dict[str, Recommender] = {}
     skipped: dict[str, str] = {}
