@@ -22,6 +22,7 @@ from globolatte_dagster.lib.recommend.context import ContextArrays, DayContext, 
 from globolatte_dagster.lib.schema import PURCHASE_HISTORY
 
 Query = Callable[[str, Sequence[Any]], pd.DataFrame]
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 _H = f"{PURCHASE_HISTORY.schema}.{PURCHASE_HISTORY.name}"
 # Parameters: region (delete), region (insert). Run in one transaction: readers see the old or the new rows.
@@ -255,22 +256,26 @@ def history_from_frames(
     """
     if lines.empty:
         raise ValueError(f"no sales have landed for region '{region}'")
-    lines = lines.copy()
-    lines["day"] = pd.to_datetime(lines["day"]).dt.date.map(date.toordinal).astype(np.int32)
-    lines["product_id"] = lines["product_id"].astype(str)
-    prod_ids = np.array(sorted(lines["product_id"].unique()), dtype=object)
-    p_index = pd.Index(prod_ids)
+    # Vectorised over the lines (millions at scale): day ordinals from datetime64 days, products and
+    # customers as codes of their sorted ids.
+    day = pd.to_datetime(lines["day"]).to_numpy().astype("datetime64[D]").astype(np.int64) + EPOCH_ORDINAL
+    prod_code, prod_ids = pd.factorize(lines["product_id"].astype(str), sort=True)
+    prod_ids = np.asarray(prod_ids, dtype=object)
     cat = products.assign(product_id=products["product_id"].astype(str)).set_index("product_id")
     cat = cat.reindex(prod_ids)
     serving = cat["serving"].fillna("none").astype(str).str.lower().to_numpy(dtype=object)
     category = cat["category"].fillna("unknown").astype(str).to_numpy(dtype=object)
     names = {p: (n if isinstance(n, str) else p) for p, n in zip(prod_ids, cat["product_name"], strict=True)}
 
-    pop = lines.groupby(["day", "product_id"], as_index=False)["transactions"].sum()
-    loyal = lines[lines["customer_id"].notna() & (lines["customer_id"].astype(str).str.len() > 0)]
-    cust_ids = np.array(sorted(set(loyal["customer_id"].astype(str)) | set(customers)), dtype=object)
-    c_index = pd.Index(cust_ids)
-    hour = pd.to_numeric(loyal["first_hour"], errors="coerce").astype("float32").to_numpy()
+    p_n = len(prod_ids)
+    pop_key, pop_at = np.unique(day * p_n + prod_code, return_inverse=True)
+    pop_n = np.bincount(pop_at, weights=pd.to_numeric(lines["transactions"]).to_numpy(dtype=float))
+    raw_cust = lines["customer_id"]
+    loyal = (raw_cust.notna() & (raw_cust.astype(str) != "")).to_numpy()
+    cust_code, seen_ids = pd.factorize(raw_cust[loyal].astype(str), sort=True)
+    cust_ids = np.array(sorted(set(seen_ids) | {str(c) for c in customers}), dtype=object)
+    cust_pos = pd.Index(cust_ids).get_indexer(np.asarray(seen_ids, dtype=object))
+    hour = pd.to_numeric(lines["first_hour"][loyal], errors="coerce").astype("float32").to_numpy()
     return History(
         region=region,
         products=prod_ids,
@@ -278,14 +283,14 @@ def history_from_frames(
         category=category,
         product_names=names,
         customers=cust_ids,
-        day=loyal["day"].to_numpy(dtype=np.int32),
-        cust=c_index.get_indexer(loyal["customer_id"].astype(str)).astype(np.int32),
-        prod=p_index.get_indexer(loyal["product_id"]).astype(np.int32),
-        quantity=pd.to_numeric(loyal["quantity"]).astype("float32").to_numpy(),
+        day=day[loyal].astype(np.int32),
+        cust=cust_pos[cust_code].astype(np.int32),
+        prod=prod_code[loyal].astype(np.int32),
+        quantity=pd.to_numeric(lines["quantity"][loyal]).astype("float32").to_numpy(),
         hour=hour,
-        pop_day=pop["day"].to_numpy(dtype=np.int32),
-        pop_prod=p_index.get_indexer(pop["product_id"]).astype(np.int32),
-        pop_n=pd.to_numeric(pop["transactions"]).astype("float32").to_numpy(),
+        pop_day=(pop_key // p_n).astype(np.int32),
+        pop_prod=(pop_key % p_n).astype(np.int32),
+        pop_n=pop_n.astype("float32"),
         weather=WeatherBook.from_frame(weather),
     )
 
