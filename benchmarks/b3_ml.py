@@ -728,7 +728,8 @@ def markdown(p: dict) -> str:
             "",
             "Where the preference model's time goes (the tournament's own `timings_s` and per-candidate fit "
             "seconds, summed over the regions; each candidate is fitted twice, as of the hold-out's cutoff "
-            "and on the whole history for serving):",
+            "and on the whole history for serving; with `overlap` the hold-out is scored in a second thread "
+            "during the refit, so those two overlap and the columns add up to more than the step):",
             "",
             md_table(TOURNAMENT_TIME_HEAD, tournament_time_table(p["results"])) if rows else "",
             "",

@@ -35,14 +35,13 @@ from globolatte_dagster.lib.recommend.evaluation import (
     force,
     holdout_rows,
 )
+from globolatte_dagster.lib.recommend.fit_cache import FitCache, SegmentAt
 from globolatte_dagster.lib.recommend.metrics import HIT_RATE, K
 from globolatte_dagster.lib.recommend.scoring import RegionRecommender
 from globolatte_dagster.lib.recommend.training import (
     CANDIDATES,
     ContextModel,
-    FitCache,
     FittedSet,
-    SegmentAt,
     TrainParams,
     describe_all,
     fit_candidates,

@@ -12,7 +12,6 @@ the time-based split, the fits, the hold-out tournament (`evaluation.py`) and th
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,8 +29,8 @@ from globolatte_dagster.lib.recommend.candidates import (
 )
 from globolatte_dagster.lib.recommend.data import History, Requests, Window, label_requests
 from globolatte_dagster.lib.recommend.design import BASE_NAMES, FEATURE_NAMES, Snapshot, design
+from globolatte_dagster.lib.recommend.fit_cache import FitCache, SegmentAt, WindowRows
 
-SegmentAt = Callable[[History], np.ndarray]
 CANDIDATES: tuple[str, ...] = ("popularity", "repeat", "recency_repeat", "tifu_knn", "context_model")
 BASELINES: tuple[str, ...] = ("popularity", "repeat")
 REQUEST_BLOCK = 20_000  # customer-days per design block (bounds the (R, P, F) block in memory)
@@ -79,56 +78,6 @@ class TrainParams:
             raise ValueError(f"negative_share must be in (0, 1], not {self.negative_share}")
         if self.holdout_days < 1 or self.lookback_days < 1 or self.train_windows < 1:
             raise ValueError(f"invalid training parameters {self}")
-
-
-class FitCache:
-    """What the fits at several cutoffs of one history share, each computed once.
-
-    The base candidates fitted at a cutoff (keyed by their hyperparameters too), the context model's
-    training rows of a window and its snapshots (views are shared through `History.until`). `train_region`
-    passes one cache to the hold-out fit and to the refit for serving: with contiguous sales days, the
-    refit's older windows are the hold-out fit's newer ones, with the same bases (the refit reuses the
-    tuned hyperparameters), so their rows are the same and are built once.
-    """
-
-    def __init__(self, history: History, prototypes: dict[str, Recommender]) -> None:
-        self.history = history
-        self.prototypes = prototypes
-        self.fitted: dict[tuple[str, date, str], Recommender] = {}
-        self.windows: dict[tuple[Any, ...], WindowRows] = {}
-        self.snapshots: dict[date, Snapshot] = {}
-
-    @staticmethod
-    def _key(name: str, cutoff: date, model: Recommender) -> tuple[str, date, str]:
-        return (name, cutoff, json.dumps(model.fixed().describe()["params"], sort_keys=True, default=str))
-
-    def view(self, cutoff: date) -> History:
-        return self.history.until(cutoff)  # one view per cutoff (`History.until`)
-
-    def put(self, name: str, cutoff: date, model: Recommender) -> None:
-        self.fitted[self._key(name, cutoff, model)] = model
-
-    def get(self, name: str, cutoff: date) -> Recommender:
-        key = self._key(name, cutoff, self.prototypes[name])
-        if key not in self.fitted:
-            self.fitted[key] = self.prototypes[name].fixed().fit(self.view(cutoff))
-        return self.fitted[key]
-
-    def snapshot(self, cutoff: date, segment_at: SegmentAt | None) -> Snapshot:
-        if cutoff not in self.snapshots:
-            view = self.view(cutoff)
-            self.snapshots[cutoff] = Snapshot.build(view, segment_at(view) if segment_at else None)
-        return self.snapshots[cutoff]
-
-
-@dataclass
-class WindowRows:
-    """The context model's training rows from one window: features, labels and what they came from."""
-
-    x: np.ndarray
-    y: np.ndarray
-    customer_days: int  # in the window
-    customer_days_used: int  # whose rows are here (all, or a seeded sample for `max_train_rows`)
 
 
 def candidate_mask(base: dict[str, np.ndarray], bought_before: np.ndarray, limit: int) -> np.ndarray:
@@ -190,13 +139,13 @@ class ContextModel:
         order = rng.permutation(len(req)) if row_budget else np.arange(len(req))
         xs, ys, used, n_rows = [], [], 0, 0
         while used < len(req) and not (row_budget and n_rows >= row_budget):
-            size = REQUEST_BLOCK
-            if (
-                row_budget and used
-            ):  # enough customer-days for the rest of the budget (+10%), at the rate so far
-                size = min(size, max(100, int(1.1 * (row_budget - n_rows) * used / max(n_rows, 1))))
-            elif row_budget:
-                size = min(size, FIRST_BLOCK)
+            if not row_budget:
+                size = REQUEST_BLOCK
+            elif not used:
+                size = FIRST_BLOCK
+            else:  # enough customer-days for the rest of the budget (+10%), at the rate so far
+                rest = 1.1 * (row_budget - n_rows) * used / max(n_rows, 1)
+                size = min(REQUEST_BLOCK, max(100, int(rest)))
             rows = np.sort(order[used : used + size])
             x, mask = self._block(snap, bases, req.subset(rows))
             y = np.zeros(mask.shape, dtype=np.int8)
