@@ -289,3 +289,71 @@ def test_a_feed_that_stopped_weeks_ago_gives_no_weather_rather_than_a_stale_aver
     )
     late = book.context("mexico", D0 + timedelta(days=40), D0 + timedelta(days=39))
     assert late.weather_source == "none" and np.isnan(late.temp_max_c)
+
+
+def _busy_history(days: int = 60, customers: int = 80) -> D.History:
+    rng = np.random.default_rng(5)
+    rows = [
+        (int(d), f"c{c}", "ABC"[int(rng.integers(3)) if c % 2 else c % 3])
+        for d in range(days)
+        for c in range(customers)
+        if rng.random() < 0.4
+    ]
+    return history(rows)
+
+
+def test_above_max_train_rows_the_context_model_learns_from_whole_customer_days_up_to_the_cap():
+    h = _busy_history()
+    small = TrainParams(n_boot=50, max_iter=10, holdout_days=7, max_train_rows=900, negative_share=1.0)
+    training = train_region(h, small).metrics["candidates"]["context_model"]["training"]
+    assert training["train_rows"] <= 900
+    assert 0 < training["customer_days_used"] < training["customer_days"]
+    assert training["rows_before_sampling_estimated"] is True
+    every = TrainParams(n_boot=50, max_iter=10, holdout_days=7, max_train_rows=0, negative_share=1.0)
+    full = train_region(h, every).metrics["candidates"]["context_model"]["training"]
+    assert full["customer_days_used"] == full["customer_days"] and full["train_rows"] > 900
+    # every row of a sampled customer-day is kept: three products, so three rows per customer-day
+    assert full["train_rows"] == 3 * full["customer_days"]
+
+
+def test_the_refit_for_serving_reuses_the_hold_out_fits_windows():
+    from globolatte_dagster.lib.recommend.fit_cache import FitCache
+    from globolatte_dagster.lib.recommend.training import fit_candidates
+
+    h = _busy_history()
+    p = TrainParams(n_boot=50, max_iter=10, holdout_days=7)
+    days = h.sales_days
+    cache = FitCache(h, {})
+    held = fit_candidates(h, days[-8], p, 7, None, cache=cache)
+    assert len(cache.windows) == 3
+    fit_candidates(h, days[-1], p, 7, None, tuned=held.models, cache=cache)
+    assert len(cache.windows) == 4  # one new window; the other two are the hold-out fit's
+    alone = fit_candidates(h, days[-1], p, 7, None, tuned=held.models)
+    shared = cache.windows
+    assert alone.models["context_model"].report["train_rows"] == sum(
+        len(shared[k].y) for k in shared if k[0] >= days[-1] - timedelta(days=21)
+    )
+
+
+def test_scoring_the_hold_out_during_the_refit_changes_no_figure():
+    h = _busy_history(days=40, customers=50)
+    both = [
+        train_region(h, TrainParams(n_boot=50, max_iter=10, holdout_days=7, overlap=o)) for o in (True, False)
+    ]
+    keep = ("champion", "discover_champion", "tournament", "hit_rate_at_3")
+    assert {k: both[0].metrics[k] for k in keep} == {k: both[1].metrics[k] for k in keep}
+
+
+def test_the_multinomial_bootstrap_draws_what_index_resampling_draws():
+    from globolatte_dagster.lib.recommend import metrics as M
+
+    rng = np.random.default_rng(2)
+    a = (rng.random(5000) < 0.7).astype(float)
+    b = np.where(rng.random(5000) < 0.9, a, 1.0 - a)
+    fast = M._boot_means([a, b], 2000, 0)
+    index = np.stack(
+        [np.stack([a, b])[:, rng.integers(0, 5000, 5000)].mean(axis=1) for _ in range(2000)], axis=1
+    )
+    for x, y in ((fast[0], index[0]), (fast[0] - fast[1], index[0] - index[1])):
+        assert abs(x.mean() - y.mean()) < 0.002
+        assert abs(x.std() - y.std()) < 0.1 * y.std()

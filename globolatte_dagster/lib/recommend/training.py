@@ -34,7 +34,6 @@ from globolatte_dagster.lib.recommend.fit_cache import FitCache, SegmentAt, Wind
 CANDIDATES: tuple[str, ...] = ("popularity", "repeat", "recency_repeat", "tifu_knn", "context_model")
 BASELINES: tuple[str, ...] = ("popularity", "repeat")
 REQUEST_BLOCK = 20_000  # customer-days per design block (bounds the (R, P, F) block in memory)
-FIRST_BLOCK = 5_000  # the first block of a sampled window, which measures its rows per customer-day
 
 
 @dataclass(frozen=True)
@@ -141,8 +140,8 @@ class ContextModel:
         while used < len(req) and not (row_budget and n_rows >= row_budget):
             if not row_budget:
                 size = REQUEST_BLOCK
-            elif not used:
-                size = FIRST_BLOCK
+            elif not used:  # a first block that measures the rows per customer-day
+                size = min(REQUEST_BLOCK, max(100, row_budget // 20))
             else:  # enough customer-days for the rest of the budget (+10%), at the rate so far
                 rest = 1.1 * (row_budget - n_rows) * used / max(n_rows, 1)
                 size = min(REQUEST_BLOCK, max(100, int(rest)))
