@@ -70,7 +70,7 @@ def test_a_fresh_home_with_simulator_data_reaches_a_serving_champion_in_every_re
 
     home = tmp_path / "home"
     landing = home / "landing"
-    simulate(landing, home / "simulator", start=date(2025, 1, 1), days=21, customers=200, seed=7)
+    simulate(landing, home / "simulator", start=date(2025, 1, 1), days=14, customers=200, seed=7)
     landed = {r: sorted(p.name for p in (landing / "sales" / r).iterdir()) for r in REGION_KEYS}
 
     from globolatte_dagster.definitions import defs
@@ -110,7 +110,7 @@ def test_a_fresh_home_with_simulator_data_reaches_a_serving_champion_in_every_re
                     json={
                         "region": region,
                         "customer_id": _a_customer(landing, region),
-                        "date": "2025-01-22",
+                        "date": "2025-01-15",
                         "k": 3,
                     },
                     timeout=30,
