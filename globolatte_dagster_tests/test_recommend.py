@@ -357,3 +357,14 @@ def test_the_multinomial_bootstrap_draws_what_index_resampling_draws():
     for x, y in ((fast[0], index[0]), (fast[0] - fast[1], index[0] - index[1])):
         assert abs(x.mean() - y.mean()) < 0.002
         assert abs(x.std() - y.std()) < 0.1 * y.std()
+
+
+def test_views_are_shared_only_inside_shared_views_and_dropped_after():
+    h = _busy_history(days=20, customers=10)
+    cut = D0 + timedelta(days=10)
+    assert h.until(cut) is not h.until(cut)  # a monitor replaying many days keeps no view
+    with h.shared_views():
+        view = h.until(cut)
+        assert h.until(cut) is view and view.until(cut) is view
+        assert view.until(D0 + timedelta(days=15)).last_day <= cut  # never past the view's own cutoff
+    assert h.until(cut) is not view and "views" not in h.memo

@@ -9,7 +9,8 @@ holds only days on or before the cutoff, so nothing after a cutoff can leak into
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -133,24 +134,30 @@ class History:
     def until(self, cutoff: date) -> History:
         """Only what was known at the end of `cutoff` (same product and customer index).
 
-        Views are kept by the history they were first taken from (until `forget_views`), so that every
-        fit at one cutoff shares one view and what is derived from it (`memo`).
+        Inside `shared_views()`, one view per cutoff is kept, so that every fit at that cutoff shares it
+        and what is derived from it (`memo`); elsewhere each call makes a new view.
         """
         root = self.memo.get("root", self)
-        shareable = self.cutoff is None or cutoff <= self.cutoff
-        if shareable and ("until", cutoff) in root.memo:
-            return root.memo[("until", cutoff)]
-        view = self._until(cutoff)
-        if shareable:
-            view.memo["root"] = root
-            root.memo[("until", cutoff)] = view
-        return view
+        views = root.memo.get("views")
+        if views is None or (self.cutoff is not None and cutoff > self.cutoff):
+            return self._until(cutoff)
+        if cutoff not in views:
+            views[cutoff] = self._until(cutoff)
+            views[cutoff].memo["root"] = root
+        return views[cutoff]
 
-    def forget_views(self) -> None:
-        """Drop the views kept by `until` (and what was derived from them)."""
+    @contextmanager
+    def shared_views(self) -> Iterator[None]:
+        """Keep the views `until` makes (one per cutoff) until the block ends, then drop them."""
         root = self.memo.get("root", self)
-        for key in [k for k in root.memo if isinstance(k, tuple) and k[0] == "until"]:
-            del root.memo[key]
+        if "views" in root.memo:  # an enclosing block already shares them
+            yield
+            return
+        root.memo["views"] = {}
+        try:
+            yield
+        finally:
+            del root.memo["views"]
 
     def _until(self, cutoff: date) -> History:
         c = cutoff.toordinal()

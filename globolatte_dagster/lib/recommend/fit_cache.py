@@ -21,7 +21,7 @@ class FitCache:
     """What the fits at several cutoffs of one history share, each computed once.
 
     The base candidates fitted at a cutoff (keyed by their hyperparameters too), the context model's
-    training rows of a window and its snapshots (views are shared through `History.until`). `train_region`
+    training rows of a window and its snapshots (views are shared by `History.shared_views`). `train_region`
     passes one cache to the hold-out fit and to the refit for serving: with contiguous sales days, the
     refit's older windows are the hold-out fit's newer ones, with the same bases (the refit reuses the
     tuned hyperparameters), so their rows are the same and are built once.
@@ -39,7 +39,7 @@ class FitCache:
         return (name, cutoff, json.dumps(model.fixed().describe()["params"], sort_keys=True, default=str))
 
     def view(self, cutoff: date) -> History:
-        return self.history.until(cutoff)  # one view per cutoff (`History.until`)
+        return self.history.until(cutoff)  # one per cutoff inside `History.shared_views`
 
     def put(self, name: str, cutoff: date, model: Recommender) -> None:
         self.fitted[self._key(name, cutoff, model)] = model

@@ -99,32 +99,31 @@ def train_region(
         say(
             f"{history.region}: hold-out {window.first}..{window.last} ({h} sales days), fitting as of {cutoff}"
         )
-        t = time.perf_counter()
-        cache = FitCache(history, {})  # shared by both fits (see `FitCache`)
-        eval_set = fit_candidates(history, cutoff, p, h, segment_at, log=say, cache=cache)
-        timings["fit_for_holdout_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        rows = holdout_rows(history, window)
+        # One cache and one view of the history per cutoff for both fits and the scoring (`FitCache`).
+        with history.shared_views():
+            t = time.perf_counter()
+            cache = FitCache(history, {})
+            eval_set = fit_candidates(history, cutoff, p, h, segment_at, log=say, cache=cache)
+            timings["fit_for_holdout_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            rows = holdout_rows(history, window)
 
-        def score_holdout() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame, float]:
-            t_scoring = time.perf_counter()
-            out = evaluate(eval_set.models, rows)
-            return (*out, time.perf_counter() - t_scoring + (t_scoring - t))
+            def score_holdout() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], pd.DataFrame, float]:
+                return *evaluate(eval_set.models, rows), time.perf_counter() - t
 
-        # The hold-out scoring reads only the fitted hold-out candidates, and the refit for serving only
-        # adds to the cache: with `overlap`, the scoring runs in a second thread while the refit runs here.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            scoring = pool.submit(score_holdout) if p.overlap else None
-            t_refit = time.perf_counter()
-            serve = fit_candidates(
-                history, last, p, h, segment_at, tuned=eval_set.models, log=say, cache=cache
-            )
-            timings["refit_s"] = time.perf_counter() - t_refit
-            top_hits, disc_hits, per_day, timings["holdout_scoring_s"] = (
-                scoring.result() if scoring is not None else score_holdout()
-            )
-        del cache
-        history.forget_views()
+            # The scoring reads only the fitted hold-out candidates and the refit only adds to the cache:
+            # with `overlap`, the scoring runs in a second thread while the refit runs here.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                scoring = pool.submit(score_holdout) if p.overlap else None
+                t_refit = time.perf_counter()
+                serve = fit_candidates(
+                    history, last, p, h, segment_at, tuned=eval_set.models, log=say, cache=cache
+                )
+                timings["refit_s"] = time.perf_counter() - t_refit
+                top_hits, disc_hits, per_day, timings["holdout_scoring_s"] = (
+                    scoring.result() if scoring is not None else score_holdout()
+                )
+            del cache
         top = (
             choose(top_hits, COMPLEXITY, TOP_BASELINES, p.n_boot, p.seed, "top")
             if top_hits
